@@ -1,0 +1,6 @@
+"""``python -m cryostar_engine`` = ``cryostar-engine``."""
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scipion plugin for CryoSTAR (placeholder until the protocols land)."""
