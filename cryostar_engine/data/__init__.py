@@ -1,0 +1,4 @@
+"""Particle data for training: images (downsampled, optionally in memory) with poses and CTF."""
+from .particles import Batch, ParticleDataset
+
+__all__ = ["Batch", "ParticleDataset"]

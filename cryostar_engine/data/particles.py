@@ -1,0 +1,102 @@
+"""Particle images with their poses and CTF, ready for the forward model.
+
+:class:`ParticleDataset` wraps :class:`~cryostar_engine.io.relion.ParticleMetadata`: it reads
+images from the memory-mapped stacks, Fourier-crops them to the working box (pixel size
+``apix = meta.apix * meta.box / box``), optionally negates them (dark particles → white, the
+convention of :mod:`cryostar_engine.physics.ctf`), and keeps them in memory when they fit in
+``max_cache_bytes`` (float16 on a GPU, float32 on the CPU); otherwise it streams from disk.
+Rows are star-file rows (0-based).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..geometry.poses import euler_to_matrix
+from ..io.mrc import StackCache
+from ..io.relion import ParticleMetadata
+from ..physics.ctf import CtfParams
+from ..physics.fourier import fourier_crop
+
+__all__ = ["Batch", "ParticleDataset"]
+
+
+@dataclass
+class Batch:
+    """One mini-batch on a device.
+
+    rows : ``(B,)`` int64 star-file rows.
+    images : ``(B, D, D)`` float32 raw (uncentred) images at the working box.
+    rotations : ``(B, 3, 3)`` RELION A matrices.
+    shifts_px : ``(B, 2)`` (x, y) shifts in working-box pixels; ``shift_images(images, shifts_px)``
+        centres the particles.
+    ctf : :class:`CtfParams` of ``(B,)`` tensors.
+    """
+
+    rows: torch.Tensor
+    images: torch.Tensor
+    rotations: torch.Tensor
+    shifts_px: torch.Tensor
+    ctf: CtfParams
+
+
+class ParticleDataset:
+    """Images, poses and CTF of the particles of one star file, at a working box size."""
+
+    def __init__(self, meta: ParticleMetadata, box: int | None = None, invert: bool = False,
+                 max_cache_bytes: float = 4e9, cache_device="cpu"):
+        self.meta = meta
+        self.box = int(box or meta.box)
+        if self.box > meta.box:
+            raise ValueError(f"box {self.box} px is larger than the particles' {meta.box} px")
+        self.apix = meta.apix * meta.box / self.box
+        self.invert = invert
+        self._stacks = StackCache()
+        self._rotations = torch.as_tensor(euler_to_matrix(meta.euler_deg), dtype=torch.float32)
+        self._shifts_px = torch.as_tensor(meta.shifts_A / self.apix, dtype=torch.float32)
+        self._ctf = CtfParams(**{k: torch.tensor(getattr(meta, k), dtype=torch.float32)
+                                 for k in CtfParams.__dataclass_fields__})
+        self._cache = None
+        cache_device = torch.device(cache_device)
+        dtype = torch.float16 if cache_device.type == "cuda" else torch.float32
+        if len(meta) * self.box ** 2 * (2 if dtype == torch.float16 else 4) <= max_cache_bytes:
+            self._cache = self._load_all(cache_device, dtype)
+
+    def __len__(self) -> int:
+        return len(self.meta)
+
+    def _read(self, rows: np.ndarray) -> torch.Tensor:
+        raw = self._stacks.read([self.meta.image_paths[r] for r in rows], self.meta.image_indices[rows])
+        images = fourier_crop(torch.from_numpy(raw), self.box)
+        return -images if self.invert else images
+
+    def _load_all(self, device, dtype, chunk: int = 4096) -> torch.Tensor:
+        out = torch.empty(len(self), self.box, self.box, dtype=dtype, device=device)
+        for start in range(0, len(self), chunk):
+            rows = np.arange(start, min(start + chunk, len(self)))
+            out[start:start + len(rows)] = self._read(rows).to(device=device, dtype=dtype)
+        return out
+
+    @property
+    def in_memory(self) -> bool:
+        return self._cache is not None
+
+    def images(self, rows, device="cpu") -> torch.Tensor:
+        """``(B, D, D)`` float32 images of the given star rows on ``device``."""
+        rows_t = torch.as_tensor(rows, dtype=torch.long)
+        if self._cache is not None:
+            return self._cache[rows_t.to(self._cache.device)].to(device=device, dtype=torch.float32)
+        return self._read(np.asarray(rows)).to(device)
+
+    def batch(self, rows, device="cpu") -> Batch:
+        """A :class:`Batch` of the given star rows on ``device``."""
+        rows_t = torch.as_tensor(np.asarray(rows), dtype=torch.long)
+        return Batch(rows=rows_t.to(device), images=self.images(rows_t, device),
+                     rotations=self._rotations[rows_t].to(device),
+                     shifts_px=self._shifts_px[rows_t].to(device),
+                     ctf=self._ctf.index(rows_t).to(device))
+
+    def close(self):
+        self._stacks.close()
