@@ -23,6 +23,7 @@ import torch
 __all__ = [
     "fft2c", "ifft2c", "fft3c", "ifft3c", "rfft_freqs", "centered_freqs", "fourier_crop",
     "shift_images", "lowpass_mask_rfft", "apply_rfft_filter", "gaussian_lowpass_volume",
+    "fourier_crop_volume",
 ]
 
 
@@ -82,6 +83,19 @@ def fourier_crop(images: torch.Tensor, new_box: int) -> torch.Tensor:
     start = box // 2 - new_box // 2
     f = f[..., start:start + new_box, start:start + new_box]
     return ifft2c(f).real * (new_box / box) ** 2
+
+
+def fourier_crop_volume(volume: torch.Tensor, new_box: int) -> torch.Tensor:
+    """Downsample a ``(D, D, D)`` real volume to ``(d, d, d)`` by cropping its centred transform;
+    values rescaled by ``(d/D)³`` (intensities stay comparable)."""
+    box = volume.shape[-1]
+    if new_box == box:
+        return volume
+    if new_box > box:
+        raise ValueError(f"cannot Fourier-crop a {box}-voxel volume up to {new_box}")
+    f = fft3c(volume)
+    s = slice(box // 2 - new_box // 2, box // 2 - new_box // 2 + new_box)
+    return ifft3c(f[..., s, s, s]).real * (new_box / box) ** 3
 
 
 def _shift_phase(box: int, shifts_px: torch.Tensor) -> torch.Tensor:

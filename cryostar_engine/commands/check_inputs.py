@@ -1,0 +1,29 @@
+"""Check particles, poses, CTF, model and map before training; write a report.
+
+Validates everything a training run needs and writes DIR/report.json, DIR/report.txt and a quick
+CTF-corrected back-projection from the given poses (DIR/backprojection.mrc) with its correlation
+to the map (or to the model's bead density when no map is given).
+
+Example usage
+-------------
+  cryostar-engine check-inputs --particles Refine3D/job010/run_data.star \\
+      --model docked.pdb --map Refine3D/job010/run_class001.mrc --out check
+"""
+from ..checks import CheckConfig, check_inputs, format_report
+
+
+def add_args(p):
+    p.add_argument("--particles", required=True, help="RELION star file with poses and CTF")
+    p.add_argument("--datadir", help="folder the image paths in the star file are relative to")
+    p.add_argument("--apix", type=float, help="pixel size in Å (overrides the star file)")
+    p.add_argument("--model", required=True, help="atomic model (PDB or mmCIF) docked into the map")
+    p.add_argument("--map", help="consensus map the model was docked into (MRC)")
+    p.add_argument("--out", required=True, help="output folder for the report and maps")
+    p.add_argument("--max-particles", type=int, default=5000,
+                   help="particles used for the back-projection (default 5000)")
+
+
+def main(args):
+    cfg = CheckConfig(particles=args.particles, model=args.model, map=args.map, datadir=args.datadir,
+                      apix=args.apix, out=args.out, max_particles=args.max_particles)
+    print(format_report(check_inputs(cfg)), end="")
