@@ -213,6 +213,11 @@ def read_particles(star_path, datadir=None, apix=None, require_poses=True) -> Pa
         _require(particles, POSE_COLUMNS, star_path, "pose")
     if optics is not None and "rlnOpticsGroup" not in particles.columns:
         raise InputError(f"{star_path}: data_optics is present but particles have no rlnOpticsGroup")
+    if optics is not None:
+        unknown = sorted(set(particles["rlnOpticsGroup"]) - set(optics.get("rlnOpticsGroup", [])))
+        if unknown:
+            raise InputError(f"{star_path}: optics group(s) {unknown} used by particles are not in "
+                             "data_optics")
     notes = []
     apix_pp = _pixel_size(particles, optics, star_path, apix)
     if np.ptp(apix_pp) > 1e-4 * apix_pp.max():
