@@ -1,0 +1,18 @@
+"""Tests of the CryoSTAR Scipion plugin (unittest classes; pytest runs them too).
+
+* ``test_plugin``      discovery through the entry point, bibtex, protocols.conf, engine command.
+* ``test_convert``     SetOfParticles → RELION star for the engine, checked against the original.
+* ``test_model_frame`` reference model → box-centred engine frame; uncentred models flagged.
+
+Run them with any of::
+
+    pytest -q cryostar_plugin/tests                    # the repository's conftest.py sets a
+                                                       # throw-away headless Scipion environment
+    scipion test cryostar_plugin.tests.test_convert    # inside a Scipion installation
+    python -m pyworkflow.apps.pw_run_tests cryostar_plugin.tests.test_convert
+
+The last one needs the Scipion variables in the environment *before* Python starts
+(pyworkflow reads them at import), e.g. ``SCIPION_DOMAIN=pwem``, ``SCIPION_HOSTS=<hosts.conf>``
+(with a ``[localhost]`` section), ``SCIPION_USER_DATA=<scratch folder>`` and
+``SCIPION_PYTHON=$(which python)``.  Test data come from the repository's ``data/`` folder.
+"""
