@@ -6,6 +6,9 @@
   as *absolute* paths, so the engine finds them from any working directory.
 * Reference model: a copy in the engine's box-centred frame, shifted according to the consensus
   map's origin (see :mod:`cryostar_plugin.model_frame`).
+* Consensus map: an MRC copy with Scipion's sampling and the engine's box-centred origin
+  ``-(D//2)·apix``, so that the engine (which places models with the map header's origin) adds
+  no further shift to the already centred model.
 """
 import os
 
@@ -14,7 +17,8 @@ from pyworkflow.plugin import Domain
 
 from .model_frame import ModelFrameReport, centre_model_for_engine
 
-__all__ = ["writeParticlesStar", "writeModelForEngine", "getModelVolume", "ModelFrameReport"]
+__all__ = ["writeParticlesStar", "writeModelForEngine", "writeMapForEngine", "getModelVolume",
+           "ModelFrameReport"]
 
 
 def _relionConvert():
@@ -82,3 +86,32 @@ def writeModelForEngine(atomStruct, outPath, box, apix, volume=None):
         kwargs = dict(map_origin_A=vol.getOrigin(force=True).getShifts(), map_dims=vol.getDim(),
                       map_apix=vol.getSamplingRate())
     return centre_model_for_engine(atomStruct.getFileName(), outPath, box, apix, **kwargs)
+
+
+def writeMapForEngine(volume, outPath):
+    """Write ``volume`` as an MRC map in the engine's frame (voxel ``D//2`` at 0 Å).
+
+    The voxel size is Scipion's sampling (which wins over the file header); the header origin is
+    ``-(D//2)·sampling`` whatever the Scipion origin was: the model written by
+    :func:`writeModelForEngine` already accounts for it.  Returns the absolute output path.
+    """
+    import tempfile
+
+    import mrcfile
+    from pwem.emlib.image import ImageHandler
+
+    from cryostar_engine.io import write_mrc
+
+    fn = volume.getFileName().split(":")[0]
+    outPath = os.path.abspath(outPath)
+    with tempfile.TemporaryDirectory() as tmp:
+        if not fn.lower().endswith((".mrc", ".map", ".mrcs")):
+            converted = os.path.join(tmp, "map.mrc")
+            ImageHandler().convert(volume, converted)
+            fn = converted
+        with mrcfile.open(fn, permissive=True) as m:
+            data = m.data.copy()
+    if data.ndim != 3:
+        raise ValueError(f"{fn}: expected a 3-D map, got shape {data.shape}")
+    write_mrc(outPath, data, float(volume.getSamplingRate()))
+    return outPath

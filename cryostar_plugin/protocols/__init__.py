@@ -1,0 +1,5 @@
+"""CryoSTAR protocols (Scipion discovers the classes imported here)."""
+from .protocol_base import ProtCryoStarBase
+from .protocol_check_inputs import ProtCryoStarCheckInputs
+
+__all__ = ["ProtCryoStarBase", "ProtCryoStarCheckInputs"]

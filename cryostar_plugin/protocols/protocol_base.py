@@ -1,0 +1,190 @@
+"""What every CryoSTAR protocol shares: form pieces, input conversion, running the engine.
+
+Subclasses build their form from the ``_define*Params`` helpers, call :meth:`convertInputStep`
+(particles → star, model → box-centred copy, map → engine-frame MRC, all under
+``extra/input``) and run engine sub-commands with :meth:`runEngine`, which echoes the engine's
+stderr to the protocol log and turns its one-line ``cryostar-engine: error: …`` into the step's
+error message.
+"""
+import os
+import shlex
+import tempfile
+
+import pyworkflow.protocol.params as params
+from pwem.protocols import EMProtocol
+from pyworkflow import BETA
+from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
+
+from .. import Plugin
+from ..constants import ENGINE_ERROR_PREFIX
+from ..convert import (getModelVolume, writeMapForEngine, writeModelForEngine,
+                       writeParticlesStar)
+
+HELP = {
+    "gpu": "GPU ids for the engine, e.g. '0' or '0 1' (CUDA_VISIBLE_DEVICES is set to them). "
+           "With 'Use GPU' = no the engine runs on the CPU (slow; for tests and tiny data).",
+    "particles": "Particles with 3-D poses (angles and shifts) and CTF, e.g. from a RELION "
+                 "3D auto-refine imported into Scipion. Their pixel size and box define the "
+                 "frame the model is placed in.",
+    "model": "Atomic model (PDB/mmCIF) docked into the consensus map of these particles. It is "
+             "coarse-grained to one bead per residue (Cα, or C1' for nucleotides).",
+    "map": "Consensus map the model was docked into (optional). Its Scipion origin tells where "
+           "the model sits relative to the box centre; without it (and without a map linked to "
+           "the model at import) the model must already be centred on the box centre, as when "
+           "docked against the map displayed by Scipion.",
+    "extra": "Extra engine flags, passed verbatim at the end of the command line "
+             "(see 'cryostar-engine <command> --help').",
+}
+
+
+def engineErrorFrom(text):
+    """The engine's last one-line user error in ``text`` (without the prefix), or None."""
+    lines = [ln.strip() for ln in text.replace("\r", "\n").splitlines()]
+    errors = [ln[len(ENGINE_ERROR_PREFIX):].strip() for ln in lines
+              if ln.startswith(ENGINE_ERROR_PREFIX)]
+    return errors[-1] if errors else None
+
+
+class ProtCryoStarBase(EMProtocol):
+    """Base class of the CryoSTAR protocols (not shown in the GUI)."""
+    _label = None
+    _devStatus = BETA
+
+    # --------------------------- DEFINE param functions -------------------------------------
+    def _defineGpuParams(self, form):
+        """GPU is optional: a 'Use GPU' toggle and the GPU ids (shown in the run header)."""
+        form.addHidden(USE_GPU, params.BooleanParam, default=True, label="Use GPU?",
+                       help=HELP["gpu"])
+        form.addHidden(GPU_LIST, params.StringParam, default="0", label="Choose GPU IDs",
+                       help=HELP["gpu"])
+
+    def _defineInputParams(self, form):
+        """Particles with poses, the docked reference model and the optional consensus map."""
+        form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
+                      pointerCondition="hasAlignmentProj", important=True,
+                      label="Input particles", help=HELP["particles"])
+        form.addParam("inputAtomStruct", params.PointerParam, pointerClass="AtomStruct",
+                      important=True, label="Reference model", help=HELP["model"])
+        form.addParam("inputVolume", params.PointerParam, pointerClass="Volume", allowsNull=True,
+                      label="Consensus map (optional)", help=HELP["map"])
+
+    def _defineExtraParams(self, form):
+        form.addParam("extraParams", params.StringParam, default="",
+                      expertLevel=params.LEVEL_ADVANCED, label="Extra engine flags",
+                      help=HELP["extra"])
+
+    # --------------------------- file names --------------------------------------------------
+    def _createFilenameTemplates(self):
+        model = self.inputAtomStruct.get().getFileName() if self.inputAtomStruct.hasValue() else ""
+        ext = ".cif" if model.lower().endswith((".cif", ".mmcif")) else ".pdb"
+        self._updateFilenamesDict({
+            "inputDir": self._getExtraPath("input"),
+            "particlesStar": self._getExtraPath("input", "particles.star"),
+            "model": self._getExtraPath("input", "reference" + ext),
+            "map": self._getExtraPath("input", "consensus.mrc"),
+        })
+
+    def _enginePath(self, key, **kwargs):
+        """Absolute path of a template (the engine may run elsewhere than the project dir)."""
+        return os.path.abspath(self._getFileName(key, **kwargs))
+
+    def _getConsensusVolume(self):
+        return getModelVolume(self.inputAtomStruct.get(), self.inputVolume.get())
+
+    # --------------------------- STEPS functions ----------------------------------------------
+    def convertInputStep(self):
+        """Write the particles star, the box-centred model and (if any) the map for the engine."""
+        self._createFilenameTemplates()
+        parts = self.inputParticles.get()
+        writeParticlesStar(parts, self._enginePath("particlesStar"), self._enginePath("inputDir"))
+        report = writeModelForEngine(self.inputAtomStruct.get(), self._enginePath("model"),
+                                     parts.getXDim(), parts.getSamplingRate(),
+                                     volume=self.inputVolume.get())
+        self.info(f"Reference model: shift {report.shift_A} Å ({report.frame}); centre "
+                  f"{tuple(round(c, 2) for c in report.centre_out_A)} Å from the box centre")
+        for note in report.notes:
+            self.info(f"Reference model: {note}")
+        vol = self._getConsensusVolume()
+        if vol is not None:
+            writeMapForEngine(vol, self._enginePath("map"))
+
+    def _inputArgs(self):
+        """Engine flags naming the converted inputs."""
+        args = ["--particles", self._enginePath("particlesStar"),
+                "--model", self._enginePath("model")]
+        if os.path.exists(self._enginePath("map")):
+            args += ["--map", self._enginePath("map")]
+        return args
+
+    def _getEngineGpus(self):
+        """GPU ids for CUDA_VISIBLE_DEVICES, or None for a CPU run."""
+        return self.getGpuList() if self.usesGpu() else None
+
+    def _getDevice(self):
+        return "cuda" if self.usesGpu() else "cpu"
+
+    def runEngine(self, subcommand, args, gpus=None):
+        """Run ``cryostar-engine <subcommand> <args> <extraParams>`` as a job of this protocol.
+
+        The engine's stderr is shown as usual and also kept in ``logs/engine.stderr``; when the
+        engine fails with its one-line user error, that line becomes the step's error message.
+
+        Parameters
+        ----------
+        subcommand : engine sub-command, e.g. ``"check-inputs"``.
+        args : list of str/number arguments (quoted here).
+        gpus : GPU ids for ``CUDA_VISIBLE_DEVICES``; None leaves it unset.
+        """
+        extra = self.extraParams.get() if hasattr(self, "extraParams") else ""
+        argStr = " ".join(shlex.quote(str(a)) for a in args)
+        if extra:
+            argStr += " " + extra.strip()
+        errLog = os.path.abspath(self._getLogsPath("engine.stderr"))
+        start = os.path.getsize(errLog) if os.path.exists(errLog) else 0
+        # stderr → tee (file + stderr), stdout untouched; pipefail keeps the engine's status
+        command = (f"set -o pipefail; {{ {Plugin.getProgram(subcommand, gpus)} {argStr} "
+                   f"2>&1 >&3 3>&- | tee -a {shlex.quote(errLog)} >&2 3>&-; }} 3>&1")
+        try:
+            self.runJob(command, "", env=Plugin.getEnviron(), numberOfMpi=1, numberOfThreads=1,
+                        executable="/bin/bash")
+        except Exception as err:
+            message = None
+            if os.path.exists(errLog):
+                with open(errLog, errors="replace") as f:
+                    f.seek(start)
+                    message = engineErrorFrom(f.read())
+            if message:
+                raise RuntimeError(f"CryoSTAR engine: {message}") from err
+            raise
+
+    # --------------------------- INFO functions -----------------------------------------------
+    def _validateInputs(self):
+        """Errors about the inputs shared by the training protocols."""
+        errors = []
+        if not (self.inputParticles.hasValue() and self.inputAtomStruct.hasValue()):
+            return errors  # Scipion reports the missing required pointers itself
+        parts = self.inputParticles.get()
+        if not parts.hasAlignmentProj():
+            errors.append("The input particles have no 3-D alignment (angles and shifts); use "
+                          "particles from a 3-D refinement.")
+        if not parts.hasCTF():
+            errors.append("The input particles have no CTF information.")
+        if parts.getXDim() and parts.getXDim() % 2:
+            errors.append(f"The particle box ({parts.getXDim()} px) must be even.")
+        errors += self._validateModelFrame(parts)
+        return errors
+
+    def _validateModelFrame(self, parts):
+        """Errors when the model does not sit in the particle box (see model_frame)."""
+        atomStruct = self.inputAtomStruct.get()
+        ext = os.path.splitext(atomStruct.getFileName())[1].lower()
+        ext = ext if ext in (".cif", ".mmcif") else ".pdb"
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                report = writeModelForEngine(atomStruct, os.path.join(tmp, "model" + ext),
+                                             parts.getXDim(),
+                                             parts.getSamplingRate(),
+                                             volume=self.inputVolume.get())
+            except Exception as err:  # unreadable model file
+                return [f"Cannot read the reference model: {err}"]
+        return report.errors()

@@ -1,0 +1,122 @@
+"""CryoSTAR protocols run end to end in a real project, with the real engine on the CPU.
+
+``check inputs`` is fed the hardest frame case: a model docked against the map *with origin 0*
+(model moved by +48 Å) linked to that map.  The plugin must centre the model and hand the
+engine a map whose origin adds no second shift; the engine then finds the model centred and
+fitting the map, and the back-projection from the converted poses matching the map.
+"""
+import os
+import shutil
+import tempfile
+import unittest
+
+from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from cryostar_plugin.model_frame import write_shifted_model
+from cryostar_plugin.protocols import ProtCryoStarCheckInputs
+from cryostar_plugin.protocols.protocol_base import engineErrorFrom
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, "data")
+STAR = os.path.join(DATA, "adk_sim48", "particles.star")
+MAP = os.path.join(DATA, "adk_sim48", "ideal_map_frame048.mrc")
+MODEL = os.path.join(DATA, "adk_models", "adk_ref_frame048.pdb")
+HALF = 48.0
+
+WATERS = """\
+HETATM    1  O   HOH A   1       0.000   0.000   0.000  1.00  0.00           O
+HETATM    2  O   HOH A   2       1.000   0.000   0.000  1.00  0.00           O
+END
+"""
+
+
+class TestCryoStarEngineErrorLine(unittest.TestCase):
+    def test_last_error_line_is_picked(self):
+        text = ("[ 10.0%] step 3\rcryostar-engine: error: first\nnoise\n"
+                "cryostar-engine: error: model.pdb: no protein residues; give the model\n")
+        self.assertEqual(engineErrorFrom(text), "model.pdb: no protein residues; give the model")
+        self.assertIsNone(engineErrorFrom("Traceback (most recent call last):\n  boom\n"))
+
+
+class TestCryoStarCheckInputs(BaseTest):
+    @classmethod
+    def setUpClass(cls):
+        setupTestProject(cls)
+        cls.tmp = tempfile.mkdtemp(prefix="cryostar-prot-")
+        shifted = str(write_shifted_model(MODEL, os.path.join(cls.tmp, "adk_corner.pdb"),
+                                          [HALF] * 3))
+        waters = os.path.join(cls.tmp, "waters.pdb")
+        with open(waters, "w") as f:
+            f.write(WATERS)
+        imp = cls.newProtocol(ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
+                              starFile=STAR, samplingRate=2.0, magnification=10000)
+        cls.launchProtocol(imp)
+        cls.parts = imp.outputParticles
+        cls.volCorner = cls._importMap(origin=0.0)
+        cls.volCentred = cls._importMap(origin=-HALF)
+        cls.modelCorner = cls._importModel(shifted, cls.volCorner)
+        cls.modelCornerOnCentred = cls._importModel(shifted, cls.volCentred)
+        cls.waters = cls._importModel(waters, None)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    @classmethod
+    def _importMap(cls, origin):
+        prot = cls.newProtocol(ProtImportVolumes, filesPath=os.path.dirname(MAP),
+                               filesPattern=os.path.basename(MAP), samplingRate=2.0,
+                               setOrigCoord=True, x=-origin, y=-origin, z=-origin)
+        cls.launchProtocol(prot)
+        return prot.outputVolume
+
+    @classmethod
+    def _importModel(cls, path, volume):
+        prot = cls.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
+                               pdbFile=path, inputVolume=volume)
+        cls.launchProtocol(prot)
+        return prot.outputPdb
+
+    def setUp(self):
+        os.chdir(self.proj.getPath())
+
+    def _newCheck(self, model, label):
+        return self.newProtocol(ProtCryoStarCheckInputs, objLabel=label, inputParticles=self.parts,
+                                inputAtomStruct=model, maxParticles=128)
+
+    def test_corner_docked_model_runs_centred(self):
+        prot = self._newCheck(self.modelCorner, "corner-docked model")
+        self.assertEqual(prot.validate(), [])
+        self.launchProtocol(prot)
+        report = prot.getReport()
+        model = report["model"]
+        # the engine received a centred model and a map that asks for no further shift
+        self.assertEqual(model["shift_applied_A"], [0.0, 0.0, 0.0])
+        self.assertLess(max(abs(c) for c in model["centre_A"]), 1.0)
+        self.assertEqual(report["map"]["origin_A"], [-HALF] * 3)
+        self.assertGreater(report["map"]["model_map_correlation"], 0.9)
+        self.assertGreater(report["backprojection"]["correlation_lowpass"], 0.5)
+        self.assertEqual(report["particles"]["count"], 384)
+        vol = getattr(prot, "BackProjection")
+        self.assertAlmostEqual(vol.getSamplingRate(), 2.0)
+        self.assertEqual(vol.getDim(), (48, 48, 48))
+        self.assertTrue(any(line.startswith("Back-proj.") for line in prot.summary()))
+
+    def test_half_box_off_model_is_refused(self):
+        prot = self._newCheck(self.modelCornerOnCentred, "model half a box off")
+        errors = prot.validate()
+        self.assertTrue(any("half a box" in e for e in errors), errors)
+
+    def test_engine_error_reaches_the_protocol(self):
+        prot = self._newCheck(self.waters, "waters only")
+        self.assertEqual(prot.validate(), [])   # the plugin cannot know; the engine does
+        self.proj.launchProtocol(prot, wait=True)
+        self.assertTrue(prot.isFailed())
+        msg = prot.getErrorMessage()
+        self.assertIn("CryoSTAR engine:", msg)
+        self.assertIn("no protein or nucleic-acid residues", msg)
+
+
+if __name__ == "__main__":
+    unittest.main()
