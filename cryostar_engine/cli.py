@@ -12,7 +12,7 @@ import sys
 
 from .errors import InputError
 
-COMMANDS = ["check-inputs"]
+COMMANDS = ["check-inputs", "train-atom", "eval-atom", "analyze", "export-subset"]
 
 
 def _module(name: str):

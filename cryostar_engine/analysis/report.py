@@ -1,0 +1,284 @@
+"""Latent-space analysis of one run: the orchestration and its JSON manifest.
+
+:func:`run_analysis` takes the per-particle latents ``z`` ``(N, zdim)`` (row i ↔ star row i) and,
+optionally, a :class:`StructureDecoder` (``z (M, zdim) → bead coordinates (M, N_beads, 3)`` Å, in
+the engine's box-centred frame, plus the reference :class:`~cryostar_engine.io.Beads`), and writes
+into one folder:
+
+=============================== =============================================================
+``pc_scores.npy``               ``(N, C)`` float32 PC scores (C = min(N, zdim))
+``labels.npy``                  ``(N,)`` int64 k-means state of every particle, ``0 … k-1``
+``z_pca_K.txt``, ``_ind.txt``   trajectory K: snapped latents ``(P, zdim)`` / 0-based particle rows
+``z_kmeans.txt``, ``_ind.txt``  the k snapped centres / their particle rows, in cluster order
+``pca_K.pdb``, ``pca_K.cxc``    decoded trajectory (P models) and its ChimeraX movie script
+``kmeans.pdb``, ``kmeans.cxc``  decoded centres (k models, cluster order) and script
+``kmeans_centres/centre_CC.pdb`` one single-model PDB per centre
+``*.png``                       figures (see :mod:`.figures`)
+``umap.npy``, ``umap.png``      only when umap-learn is installed
+``manifest.json``               every output (paths relative to this folder), PCA, counts, notes
+=============================== =============================================================
+
+The manifest is written last: its presence means the analysis finished.  Files that an earlier
+manifest in the folder listed and this one does not are deleted, so the folder never mixes runs.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .. import __version__
+from ..io import Beads, write_beads_pdb
+from ..io.atomic import atomic_path, write_text_atomic
+from . import figures
+from .chimerax import check_map_origin, write_trajectory_cxc
+from .clustering import kmeans_states
+from .pca import check_latent, fit_pca, pc_trajectory
+
+__all__ = ["AnalysisConfig", "StructureDecoder", "run_analysis", "read_manifest", "MANIFEST",
+           "SCHEMA"]
+
+MANIFEST = "manifest.json"
+SCHEMA = "cryostar-analysis/1"
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """What to compute.
+
+    k : number of k-means states.
+    n_pcs : trajectories along PCs 1 … n_pcs (clipped to the number of PCs, with a note).
+    n_points : points per trajectory.
+    percentiles : ``(lo, hi)`` percent of the PC scores spanned by a trajectory.
+    random_state : k-means (and UMAP) seed.
+    kmeans_n_init : k-means restarts.
+    umap : compute a UMAP embedding when umap-learn is importable.
+    """
+
+    k: int = 10
+    n_pcs: int = 3
+    n_points: int = 10
+    percentiles: tuple = (5.0, 95.0)
+    random_state: int = 0
+    kmeans_n_init: int = 10
+    umap: bool = True
+
+
+@dataclass(frozen=True)
+class StructureDecoder:
+    """Turns latents into bead structures.
+
+    decode : ``z (M, zdim) float → (M, N_beads, 3)`` Å, box-centred, numpy in and out.
+    beads : the reference beads (chain ids, residue names/numbers for the PDB files).
+    """
+
+    decode: Callable[[np.ndarray], np.ndarray]
+    beads: Beads
+
+    def __call__(self, z: np.ndarray) -> np.ndarray:
+        out = np.asarray(self.decode(np.asarray(z, np.float32)), np.float64)
+        expected = (len(z), len(self.beads), 3)
+        if out.shape != expected:
+            raise RuntimeError(f"decoder returned shape {out.shape}, expected {expected}")
+        return out
+
+
+class _Writer:
+    """Writes outputs into ``folder`` atomically and remembers their relative names."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+        self.files: list[str] = []
+
+    def path(self, name: str) -> Path:
+        self.files.append(name)
+        p = self.folder / name
+        p.parent.mkdir(parents=True, exist_ok=True)
+        return p
+
+    def npy(self, name: str, arr) -> str:
+        with atomic_path(self.path(name)) as tmp, open(tmp, "wb") as f:
+            np.save(f, arr)    # a file object: np.save would append ".npy" to a path
+        return name
+
+    def txt(self, name: str, arr, fmt: str, header: str) -> str:
+        with atomic_path(self.path(name)) as tmp:
+            np.savetxt(tmp, arr, fmt=fmt, header=header)
+        return name
+
+
+class _Notes(list):
+    """A list of notes that also passes each one to ``log`` as it is added."""
+
+    def __init__(self, log):
+        super().__init__()
+        self._log = log
+
+    def append(self, note: str) -> None:
+        super().append(note)
+        self._log(note)
+
+
+def read_manifest(folder) -> dict | None:
+    """The analysis manifest in ``folder`` (or None when absent or unreadable)."""
+    p = Path(folder) / MANIFEST
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _z_points(w: _Writer, stem: str, z_pts, idx, what: str) -> dict:
+    return {"z_file": w.txt(f"{stem}.txt", z_pts, "%.7g", f"{what}: latents (rows of z.npy)"),
+            "ind_file": w.txt(f"{stem}_ind.txt", idx, "%d",
+                              f"{what}: 0-based particle rows (z.npy / star order)")}
+
+
+def _trajectory_outputs(w, traj, decoder, map_check) -> dict:
+    k = traj.pc
+    entry = {"pc": k, "percentiles": list(traj.percentiles),
+             "target_scores": traj.target_scores.tolist(), "indices": traj.indices.tolist(),
+             **_z_points(w, f"z_pca_{k}", traj.z, traj.indices, f"PC{k} trajectory")}
+    if decoder is not None:
+        pdb = w.path(f"pca_{k}.pdb")
+        write_beads_pdb(pdb, decoder.beads, decoder(traj.z))
+        title = (f"CryoSTAR: trajectory along PC{k}, {len(traj.z)} real particles from the "
+                 f"{traj.percentiles[0]:g}th to the {traj.percentiles[1]:g}th percentile")
+        write_trajectory_cxc(w.path(f"pca_{k}.cxc"), pdb, len(traj.z), title, map_check)
+        entry.update(pdb=f"pca_{k}.pdb", cxc=f"pca_{k}.cxc")
+    return entry
+
+
+def _kmeans_outputs(w, states, decoder, map_check) -> dict:
+    entry = {"k": states.k, "labels": w.npy("labels.npy", states.labels),
+             "centre_indices": states.centre_indices.tolist(), "counts": states.counts.tolist(),
+             "order": "average-linkage Euclidean dendrogram leaf order of the snapped centres",
+             **_z_points(w, "z_kmeans", states.centres, states.centre_indices,
+                         "k-means centres in cluster order")}
+    if decoder is not None:
+        models = decoder(states.centres)
+        pdb = w.path("kmeans.pdb")
+        write_beads_pdb(pdb, decoder.beads, models)
+        width = max(2, len(str(states.k - 1)))
+        singles = []
+        for c, xyz in enumerate(models):
+            name = f"kmeans_centres/centre_{c:0{width}d}.pdb"
+            write_beads_pdb(w.path(name), decoder.beads, xyz[None])
+            singles.append(name)
+        title = f"CryoSTAR: {states.k} k-means states (model i = cluster i-1)"
+        write_trajectory_cxc(w.path("kmeans.cxc"), pdb, states.k, title, map_check)
+        entry.update(pdb="kmeans.pdb", cxc="kmeans.cxc", centre_pdbs=singles)
+    return entry
+
+
+def _figures(w, pca, states, trajs, losses_csv, notes) -> dict:
+    c_xy = pca.scores[states.centre_indices, :2]
+    t_xy = [(t.pc, pca.scores[t.indices, :2]) for t in trajs]
+    ratio = pca.explained_variance_ratio
+    out = {
+        "pc_scatter": figures.plot_pc_scatter(w.path("pca_scatter.png"), pca.scores, ratio,
+                                              states.labels, c_xy, t_xy).name,
+        "pc_density": figures.plot_pc_density(w.path("pca_density.png"), pca.scores, ratio,
+                                              c_xy, t_xy).name,
+        "explained_variance": figures.plot_explained_variance(
+            w.path("explained_variance.png"), ratio).name,
+        "cluster_populations": figures.plot_cluster_populations(
+            w.path("cluster_populations.png"), states.counts).name,
+    }
+    if losses_csv is not None and Path(losses_csv).is_file():
+        losses = figures.read_losses(losses_csv)
+        if losses and len(losses["step"]) and figures.plot_training_curves(
+                w.folder / "training_curves.png", losses) is not None:
+            w.files.append("training_curves.png")
+            out["training_curves"] = "training_curves.png"
+    else:
+        notes.append("no losses.csv: training curves skipped")
+    return out
+
+
+def _umap(w, z, states, config, notes) -> dict | None:
+    if not config.umap:
+        return None
+    try:
+        import umap  # optional dependency (pip install umap-learn)
+    except ImportError:
+        notes.append("umap-learn is not installed: UMAP skipped (pip install umap-learn)")
+        return None
+    xy = umap.UMAP(random_state=config.random_state).fit_transform(z).astype(np.float32)
+    figures.plot_embedding(w.path("umap.png"), xy, states.labels, "UMAP")
+    return {"embedding": w.npy("umap.npy", xy), "figure": "umap.png"}
+
+
+def _remove_stale(folder: Path, old: dict | None, keep: list[str]) -> None:
+    for name in set((old or {}).get("files", [])) - set(keep):
+        p = (folder / name).resolve()
+        if folder.resolve() in p.parents and p.is_file():
+            p.unlink()
+
+
+def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
+                 decoder: StructureDecoder | None = None, losses_csv=None, map_path=None,
+                 z_source=None, log: Callable[[str], None] = lambda msg: None) -> dict:
+    """Analyse ``z`` ``(N, zdim)`` into ``out_dir``; return the manifest (also written).
+
+    Parameters
+    ----------
+    z : latents, row i ↔ star row i.
+    out_dir : output folder (created).
+    config : :class:`AnalysisConfig`.
+    decoder : structures for trajectories and centres; None writes no PDB/cxc (noted).
+    losses_csv : the run's ``losses.csv`` for the training-curve figure (optional).
+    map_path : consensus map for the ``.cxc`` scripts (optional; its origin is checked).
+    z_source : where z came from, recorded in the manifest.
+    log : called with each note/warning as it arises.
+
+    Raises
+    ------
+    InputError : bad z, k, points or map.
+    """
+    z = check_latent(z, str(z_source or "z"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    old = read_manifest(out)
+    notes = _Notes(log)
+    pca = fit_pca(z)
+    n_pcs = min(config.n_pcs, pca.n_components)
+    if n_pcs < config.n_pcs:
+        notes.append(f"only {pca.n_components} PCs exist: trajectories along PC1-{n_pcs}")
+    trajs = [pc_trajectory(z, pca, pc, config.n_points, config.percentiles)
+             for pc in range(1, n_pcs + 1)]
+    states = kmeans_states(z, config.k, config.random_state, config.kmeans_n_init)
+    map_check = check_map_origin(map_path) if map_path else None
+    if map_check is not None and map_check.warning:
+        notes.append("WARNING: " + map_check.warning)
+    if decoder is None:
+        notes.append("no decoder: PDB models and ChimeraX scripts were not written")
+    w = _Writer(out)
+    manifest = {
+        "schema": SCHEMA, "engine_version": __version__,
+        "z": {"source": str(Path(z_source).resolve()) if z_source else None,
+              "n_particles": int(len(z)), "zdim": int(z.shape[1])},
+        "config": asdict(config),
+        "pca": {"scores": w.npy("pc_scores.npy", pca.scores.astype(np.float32)),
+                "mean": pca.mean.tolist(), "components": pca.components.tolist(),
+                "explained_variance": pca.explained_variance.tolist(),
+                "explained_variance_ratio": pca.explained_variance_ratio.tolist()},
+        "trajectories": [_trajectory_outputs(w, t, decoder, map_check) for t in trajs],
+        "kmeans": _kmeans_outputs(w, states, decoder, map_check),
+        "map": None if map_check is None else {
+            "path": str(map_check.path), "box": map_check.box,
+            "voxel_size_A": map_check.voxel_size_A, "origin_A": map_check.origin_A.tolist(),
+            "centred": map_check.centred},
+        "structures": decoder is not None,
+    }
+    manifest["figures"] = _figures(w, pca, states, trajs, losses_csv, notes)
+    manifest["umap"] = _umap(w, z, states, config, notes)
+    manifest["notes"] = list(notes)
+    manifest["files"] = sorted(set(w.files))
+    text = json.dumps(manifest, indent=2) + "\n"
+    write_text_atomic(out / MANIFEST, text)
+    _remove_stale(out, old, manifest["files"] + [MANIFEST])
+    return json.loads(text)

@@ -1,0 +1,70 @@
+"""Where a training run keeps what the analysis reads (the one place that knows the layout).
+
+* ``RUN/z.npy``: ``(N, zdim)`` posterior means, row i ↔ star row i (written by training);
+* ``RUN/losses.csv``: the training log (:class:`cryostar_engine.train.Progress`);
+* ``RUN/analysis/``: this package's outputs, listed in ``RUN/analysis/manifest.json``.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from .pca import check_latent
+from .report import read_manifest
+
+__all__ = ["run_latent_path", "analysis_dir", "load_latent", "load_pc_scores"]
+
+Z_NAME = "z.npy"
+ANALYSIS = "analysis"
+
+
+def run_latent_path(run_dir, z_path=None) -> Path:
+    """``z_path`` if given, else ``RUN/z.npy``; :class:`InputError` when it does not exist."""
+    if z_path is not None:
+        p = Path(z_path)
+        if not p.is_file():
+            raise InputError(f"{p}: latent file not found")
+        return p
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise InputError(f"{run}: run folder not found")
+    p = run / Z_NAME
+    if not p.is_file():
+        raise InputError(f"{run}: holds no {Z_NAME} (has training finished?); pass --z")
+    return p
+
+
+def analysis_dir(run_dir) -> Path:
+    return Path(run_dir) / ANALYSIS
+
+
+def load_latent(path) -> np.ndarray:
+    """Read ``(N, zdim)`` latents from a ``.npy`` (or whitespace ``.txt``) file, checked."""
+    path = Path(path)
+    try:
+        z = np.loadtxt(path, ndmin=2) if path.suffix == ".txt" else np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read latents ({err})") from None
+    return check_latent(z, str(path))
+
+
+def load_pc_scores(run_dir=None, z_path=None) -> tuple[np.ndarray, str]:
+    """PC scores ``(N, C)`` of a run and where they came from.
+
+    The scores ``analyze`` wrote (``RUN/analysis/pc_scores.npy``, the axes of its figures) when
+    its manifest refers to the same z file; otherwise a fresh PCA of the latents (deterministic,
+    so the same numbers).
+    """
+    from .pca import fit_pca
+
+    zp = run_latent_path(run_dir, z_path)
+    if run_dir is not None:
+        folder = analysis_dir(run_dir)
+        man = read_manifest(folder)
+        if man and man.get("z", {}).get("source") == str(zp.resolve()):
+            scores_file = folder / man["pca"]["scores"]
+            if scores_file.is_file():
+                return np.load(scores_file).astype(np.float64), str(scores_file)
+    return fit_pca(load_latent(zp)).scores, f"PCA of {zp}"
