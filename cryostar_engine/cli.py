@@ -12,7 +12,8 @@ import sys
 
 from .errors import InputError
 
-COMMANDS = ["check-inputs", "train-atom", "eval-atom", "analyze", "export-subset"]
+COMMANDS = ["check-inputs", "train-atom", "eval-atom", "analyze", "export-subset",
+            "train-density", "eval-density"]
 
 
 def _module(name: str):

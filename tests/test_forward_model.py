@@ -42,3 +42,19 @@ def test_correct_conventions_correlate_positively(adk_meta):
 def test_each_wrong_convention_scores_clearly_worse(adk_meta, wrong):
     right = mean_correlation(adk_meta)
     assert mean_correlation(adk_meta, **wrong) < right - 0.05
+
+
+ASTIG_STAR = ADK_REF.parents[1] / "adk_astig48" / "particles.star"
+
+
+@pytest.mark.parametrize("wrong_angle", [lambda a: 90 - a, lambda a: a + 90, lambda a: -a],
+                         ids=["90-minus-angle", "U-V-swapped", "mirrored-angle"])
+def test_astigmatism_angle_convention(wrong_angle):
+    """On strongly astigmatic data (|U−V| 2000–4000 Å) the RELION angle, measured from x, fits
+    clearly better than each plausible wrong mapping."""
+    from cryostar_engine.io import read_particles
+    meta = read_particles(ASTIG_STAR)
+    right = mean_correlation(meta)
+    assert right > 0.9
+    meta.defocus_angle_deg = wrong_angle(meta.defocus_angle_deg)
+    assert mean_correlation(meta) < right - 0.03

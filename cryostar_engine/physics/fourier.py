@@ -23,7 +23,7 @@ import torch
 __all__ = [
     "fft2c", "ifft2c", "fft3c", "ifft3c", "rfft_freqs", "centered_freqs", "fourier_crop",
     "shift_images", "lowpass_mask_rfft", "apply_rfft_filter", "gaussian_lowpass_volume",
-    "fourier_crop_volume",
+    "fourier_crop_volume", "shift_phase_rfft",
 ]
 
 
@@ -98,8 +98,9 @@ def fourier_crop_volume(volume: torch.Tensor, new_box: int) -> torch.Tensor:
     return ifft3c(f[..., s, s, s]).real * (new_box / box) ** 3
 
 
-def _shift_phase(box: int, shifts_px: torch.Tensor) -> torch.Tensor:
-    """``exp(-2πi k·t)`` on the rfft grid for ``(B, 2)`` shifts (tx, ty) in pixels."""
+def shift_phase_rfft(box: int, shifts_px: torch.Tensor) -> torch.Tensor:
+    """``(B, D, D//2+1)`` phase ramps ``exp(-2πi k·t)`` on the rfft grid for ``(B, 2)`` shifts
+    (tx, ty) in pixels; multiplying a transform by it moves the content by ``+t``."""
     ky, kx = rfft_freqs(box, 1.0, device=shifts_px.device, dtype=shifts_px.dtype)
     phase = kx * shifts_px[:, 0, None, None] + ky * shifts_px[:, 1, None, None]
     return torch.polar(torch.ones_like(phase), -2 * math.pi * phase)
@@ -111,7 +112,7 @@ def shift_images(images: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
     Content moves by ``+t`` (see module docstring); periodic boundary, exact sub-pixel phase ramp.
     """
     box = images.shape[-1]
-    f = torch.fft.rfft2(images) * _shift_phase(box, shifts_px)
+    f = torch.fft.rfft2(images) * shift_phase_rfft(box, shifts_px)
     return torch.fft.irfft2(f, s=images.shape[-2:])
 
 

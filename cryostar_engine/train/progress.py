@@ -47,6 +47,14 @@ class Progress:
                 header = f.readline().strip()
             self._fields = header.split(",") if header else None
 
+    def truncate_after(self, step: int) -> None:
+        """Drop csv rows after ``step`` (a resumed run replays the steps after its checkpoint)."""
+        if not self.csv_path.is_file():
+            return
+        lines = self.csv_path.read_text().splitlines(keepends=True)
+        kept = lines[:1] + [ln for ln in lines[1:] if int(ln.split(",", 1)[0]) <= step]
+        self.csv_path.write_text("".join(kept))
+
     @property
     def images_per_s(self) -> float:
         return (self.done - self._done0) / max(time.perf_counter() - self._t0, 1e-9)

@@ -1,0 +1,102 @@
+"""The typed configuration of a stage-1 (atom generator) run.
+
+Every hyper-parameter of the method is a field here; the CLI exposes each as ``--field-name``
+(essential ones in the main help, the rest under "advanced"), a JSON file given with
+``--config`` can set any of them, and the resolved configuration is saved as ``RUN/config.json``.
+The training length is defined by images seen (``epochs × particles``), so changing the batch
+size or the number of GPUs does not silently change the run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..errors import InputError
+
+__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file"]
+
+SCHEMA_VERSION = 1
+
+
+def _f(default, help_text, **kw):
+    return field(default=default, metadata={"help": help_text, **kw})
+
+
+@dataclass(frozen=True)
+class AtomConfig:
+    # inputs and outputs
+    particles: str = _f("", "RELION star file with poses and CTF")
+    model: str = _f("", "reference atomic model (PDB/mmCIF) docked into the consensus map")
+    out: str = _f("", "output folder of the run")
+    datadir: str | None = _f(None, "folder that the star file's image paths are relative to")
+    map: str | None = _f(None, "consensus map the model was docked into: its origin sets the frame")
+    apix: float | None = _f(None, "pixel size in Å, overriding the star file")
+    # essentials
+    box: int | None = _f(None, "working box in px (Fourier-cropped); default min(box, 128)")
+    epochs: float = _f(20.0, "training length in passes over the particles")
+    batch: int = _f(64, "images per optimisation step (global batch)")
+    zdim: int = _f(8, "latent dimension")
+    low_pass_A: float = _f(10.0, "low-pass of the image loss in Å (FSC(model, map) = 0.5 is a good choice)")
+    device: str = _f("auto", "auto, cpu or cuda")
+    seed: int = _f(0, "random seed")
+    resume: bool = _f(False, "continue the run in --out from its last checkpoint")
+    overwrite: bool = _f(False, "delete the run in --out and start again")
+    invert_contrast: bool = _f(False, "negate the images (dark particles)")
+    # optimiser
+    lr: float = _f(1e-4, "AdamW learning rate")
+    weight_decay: float = _f(0.01, "AdamW weight decay")
+    # networks
+    encoder_hidden: tuple = _f((512, 256, 128, 64, 32), "encoder hidden widths")
+    decoder_hidden: tuple = _f((32, 64, 128, 256, 512), "decoder hidden widths")
+    # forward model
+    bead_sigma_A: float = _f(2.0, "Gaussian width of each bead in Å")
+    mask_radius: float = _f(0.9375, "image-loss mask radius as a fraction of the half box")
+    # restraints
+    continuity_weight: float = _f(1.0, "weight of the bond-continuity restraint")
+    en_weight: float = _f(1.0, "weight of the elastic-network (local rigidity) restraint")
+    en_cutoff_A: float = _f(12.0, "elastic-network cutoff for amino-acid pairs (same chain), Å")
+    en_nt_cutoff_A: float = _f(15.0, "elastic-network cutoff for nucleotide pairs (any chain), Å")
+    en_keep_ratio: float = _f(0.99, "fraction of elastic-network pairs kept each step (adaptive relaxation)")
+    clash_weight: float = _f(1.0, "weight of the clash restraint")
+    clash_min_A: float = _f(4.0, "beads closer than this clash, Å")
+    clash_max_ref_A: float = _f(10.0, "clash pairs: reference distance up to this, Å")
+    # prior
+    kl_free_bits: float = _f(3.0, "KL free bits per latent dimension (nats)")
+    kl_beta_max: float = _f(0.5, "final KL weight")
+    kl_warmup_images: int = _f(640_000, "images over which the KL weight rises linearly")
+    # schedule and bookkeeping
+    init_max_epochs: float = _f(3.0, "zero-displacement initialisation: at most this many epochs")
+    init_tolerance: float = _f(1e-3, "zero-displacement initialisation stops below this loss (Å²)")
+    checkpoint_every: int = _f(200, "steps between checkpoints")
+    keep_checkpoints: int = _f(3, "checkpoints kept")
+    eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
+    threads: int | None = _f(None, "CPU threads (default: all available)")
+    precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
+    max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
+    stop_after_steps: int | None = _f(None, "stop (as if killed) after this many steps; for tests")
+
+    def to_json(self) -> dict:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+    def replace(self, **changes) -> "AtomConfig":
+        return dataclasses.replace(self, **changes)
+
+
+ESSENTIAL = ("particles", "model", "out", "datadir", "map", "apix", "box", "epochs", "batch", "zdim",
+             "low_pass_A", "device", "seed", "resume", "overwrite", "invert_contrast")
+
+
+def load_config_file(path) -> dict:
+    """Read a JSON file of AtomConfig fields; unknown keys are an error."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the config file ({err})") from None
+    data.pop("schema_version", None)
+    known = {f.name for f in fields(AtomConfig)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}

@@ -1,0 +1,89 @@
+"""Load and validate everything a stage-1 run needs, before any run folder or GPU time."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..data.particles import ParticleDataset
+from ..errors import InputError
+from ..io.mrc import read_map
+from ..io.relion import ParticleMetadata, read_particles
+from ..reference import Reference, load_reference
+from .config import AtomConfig
+from .graph import RestraintGraph, build_graph
+
+__all__ = ["AtomInputs", "load_atom_inputs", "default_box", "signal_overlap", "check_signal_overlap"]
+
+
+@dataclass
+class AtomInputs:
+    meta: ParticleMetadata
+    reference: Reference
+    dataset: ParticleDataset
+    graph: RestraintGraph
+
+
+def default_box(original_box: int) -> int:
+    """Working box when none is given: the particles' box, capped at 128 px."""
+    return min(original_box, 128)
+
+
+def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
+    """Read particles, model and map; check box, low-pass and frame; build the restraint graph."""
+    if not cfg.particles or not cfg.model:
+        raise InputError("--particles and --model are required")
+    meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
+    map_data = read_map(cfg.map) if cfg.map else None
+    reference = load_reference(cfg.model, meta.box, meta.apix, map_data)
+    box = cfg.box or default_box(meta.box)
+    if box > meta.box:
+        raise InputError(f"--box {box} is larger than the particles' {meta.box} px; "
+                         f"choose at most {meta.box}")
+    if box < 16 or box % 2:
+        raise InputError(f"--box must be an even number of pixels ≥ 16, got {box}")
+    apix = meta.apix * meta.box / box
+    if cfg.low_pass_A < 2 * apix:
+        raise InputError(f"--low-pass {cfg.low_pass_A:g} Å is beyond Nyquist ({2 * apix:.2f} Å) at "
+                         f"box {box}; raise --low-pass or --box")
+    if cfg.batch < 2:
+        raise InputError("--batch must be at least 2 (the elastic-network relaxation needs a batch)")
+    dataset = ParticleDataset(meta, box=box, invert=cfg.invert_contrast,
+                              max_cache_bytes=cfg.max_cache_gb * 1e9, cache_device=cache_device)
+    graph = build_graph(reference.beads, cfg.en_cutoff_A, cfg.en_nt_cutoff_A, cfg.clash_min_A,
+                        cfg.clash_max_ref_A)
+    return AtomInputs(meta=meta, reference=reference, dataset=dataset, graph=graph)
+
+
+def signal_overlap(forward, dataset: ParticleDataset, reference_A: torch.Tensor, device,
+                   n: int = 256, seed: int = 0) -> float:
+    """Mean correlation between the reference's rendered projections and up to ``n`` particles.
+
+    Clearly positive when the model, its frame, the poses and the contrast agree with the data
+    (0.39 on the bundled AdK set); about 0 when the beads do not overlap the particles' signal;
+    negative for dark particles.
+    """
+    rng = np.random.default_rng(seed)
+    rows = np.sort(rng.permutation(len(dataset))[:n])
+    b = dataset.batch(rows, device)
+    with torch.no_grad():
+        target = forward.target(b)
+        pred = forward.render(reference_A.expand(len(rows), -1, -1), b)
+        m = forward.mask
+        p = (pred - pred.mean((1, 2), keepdim=True)) * m
+        t = (target - target.mean((1, 2), keepdim=True)) * m
+        cc = (p * t).sum((1, 2)) / (p.norm(dim=(1, 2)) * t.norm(dim=(1, 2))).clamp_min(1e-12)
+    return float(cc.mean())
+
+
+def check_signal_overlap(cc: float) -> None:
+    """Refuse to train when the reference does not match the particles at all."""
+    if cc < -0.02:
+        raise InputError(f"the reference's projections anti-correlate with the particles "
+                         f"({cc:.3f}): the particles look dark; pass --invert-contrast")
+    if cc < 0.01:
+        raise InputError(f"the reference's projections do not correlate with the particles "
+                         f"({cc:.3f}): the beads do not overlap the particles' signal; check that the "
+                         "model is docked into the consensus map of these particles (give it with "
+                         "--map) and run check-inputs")

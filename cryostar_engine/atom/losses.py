@@ -1,0 +1,78 @@
+"""Stage-1 loss terms (cryostar-spec §3.5).  Images ``(B, D, D)``, coordinates ``(B, N, 3)`` Å."""
+from __future__ import annotations
+
+import torch
+
+__all__ = ["circular_mask", "image_loss", "continuity_loss", "elastic_network_loss", "clash_loss",
+           "kl_free_bits"]
+
+
+def circular_mask(box: int, radius: float, device=None) -> torch.Tensor:
+    """``(D, D)`` float mask of pixels with u² + v² < radius² on a ``linspace(-1, 1, D)`` grid."""
+    u = torch.linspace(-1, 1, box, device=device)
+    return ((u[:, None] ** 2 + u[None, :] ** 2) < radius ** 2).float()
+
+
+def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Negative normalised cross-correlation, as the original: ``-Σ(p̃·g̃) / (std(g̃)·std(p̃)) / N_M``
+    averaged over the batch, with p̃, g̃ the masked images, std unbiased over all pixels and no
+    mean subtraction (≈ −ρ·D²/N_M for zero-mean images)."""
+    p = (pred * mask).flatten(1)
+    g = (target * mask).flatten(1)
+    n_mask = mask.sum()
+    score = (p * g).sum(1) / ((g.std(1) + 1e-5) * (p.std(1) + 1e-5))
+    return -(score / n_mask).mean()
+
+
+def _pair_distances(coords: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    return (coords[:, pairs[:, 0]] - coords[:, pairs[:, 1]]).norm(dim=-1)
+
+
+def continuity_loss(coords, pairs, d0) -> torch.Tensor:
+    """Mean squared deviation (Å²) of consecutive-bead distances from the reference."""
+    if len(pairs) == 0:
+        return coords.new_zeros(())
+    return ((_pair_distances(coords, pairs) - d0) ** 2).mean()
+
+
+def elastic_network_loss(coords, pairs, d0, groups, keep_ratio: float,
+                         batch_errors: torch.Tensor | None = None) -> torch.Tensor:
+    """Elastic network with adaptive relaxation.
+
+    Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group, pairs whose variance of
+    ``e`` across the batch is at or above the ``keep_ratio`` quantile are released for this step
+    (hinges move; local structure stays rigid).  ``batch_errors`` (``(G, P)``) lets a
+    distributed run compute the variance over the gathered global batch.
+    """
+    if len(pairs) == 0:
+        return coords.new_zeros(())
+    err = (_pair_distances(coords, pairs) - d0) ** 2            # (B, P)
+    if keep_ratio < 1.0 and err.shape[0] > 1:
+        with torch.no_grad():
+            var = (batch_errors if batch_errors is not None else err).float().var(0)
+            keep = torch.ones_like(var, dtype=torch.bool)
+            for g in torch.unique(groups):
+                sel = groups == g
+                threshold = torch.quantile(var[sel], keep_ratio)
+                keep[sel] = var[sel] < threshold
+                if not keep[sel].any():
+                    keep[sel] = True
+        err = err[:, keep]
+    return err.mean()
+
+
+def clash_loss(coords, pairs, min_distance_A: float) -> torch.Tensor:
+    """Mean of ``(min − d)²`` over the (sample, pair) entries closer than ``min_distance_A``
+    (0 when none are)."""
+    if len(pairs) == 0:
+        return coords.new_zeros(())
+    d = _pair_distances(coords, pairs)
+    violation = torch.relu(min_distance_A - d)
+    count = (violation > 0).sum()
+    return (violation ** 2).sum() / count.clamp_min(1)
+
+
+def kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:
+    """KL(q(z|x) ‖ N(0, I)) per dimension, clamped below at ``free_bits`` nats, averaged."""
+    kl = -0.5 * (1 + logvar - mu ** 2 - logvar.exp())
+    return kl.clamp_min(free_bits).mean()
