@@ -1,6 +1,7 @@
 """Where a training run keeps what the analysis reads (the one place that knows the layout).
 
-* ``RUN/z.npy``: ``(N, zdim)`` posterior means, row i ↔ star row i (written by training);
+* ``RUN/z.npy``: ``(N, zdim)`` posterior means, row i ↔ star row i (written by training; the
+  run's ``RUN/manifest.json`` may name another file under its ``"z"`` key);
 * ``RUN/losses.csv``: the training log (:class:`cryostar_engine.train.Progress`);
 * ``RUN/analysis/``: this package's outputs, listed in ``RUN/analysis/manifest.json``.
 """
@@ -30,9 +31,11 @@ def run_latent_path(run_dir, z_path=None) -> Path:
     run = Path(run_dir)
     if not run.is_dir():
         raise InputError(f"{run}: run folder not found")
-    p = run / Z_NAME
+    name = (read_manifest(run) or {}).get("z")
+    name = name if isinstance(name, str) and name else Z_NAME
+    p = run / name
     if not p.is_file():
-        raise InputError(f"{run}: holds no {Z_NAME} (has training finished?); pass --z")
+        raise InputError(f"{run}: holds no {name} (has training written one yet?); pass --z")
     return p
 
 

@@ -65,7 +65,9 @@ def _load_array(path, what: str) -> np.ndarray:
     try:
         if path.suffix == ".npy":
             return np.load(path, allow_pickle=False)
-        return np.loadtxt(path, ndmin=1)
+        words = [w for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")
+                 for w in ln.replace(",", " ").split()]
+        return np.array(words, dtype=np.float64)
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read {what} ({err})") from None
 
@@ -205,7 +207,7 @@ def write_star_subsets(star_path, subsets: dict, image_paths: str = "auto", data
         rewrite = _image_rewriter(star, out.parent, image_paths, datadir)
         rows = np.flatnonzero(mask)
         lines = [rewrite(r) if rewrite else star.rows[r] for r in rows]
-        mode = image_paths if rewrite else "unchanged"
+        mode = ("absolute" if image_paths == "auto" else image_paths) if rewrite else "unchanged"
         plans.append((out, "".join(star.head + lines + star.tail), len(rows), mode))
     results = []
     for out, text, k, mode in plans:

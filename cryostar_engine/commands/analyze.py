@@ -19,7 +19,7 @@ import sys
 from pathlib import Path
 
 from ..analysis import (AnalysisConfig, StructureDecoder, analysis_dir, load_latent,
-                        run_analysis, run_latent_path)
+                        read_manifest, run_analysis, run_latent_path)
 
 
 def add_args(p):
@@ -46,7 +46,7 @@ def obtain_decoder(run_dir: Path, device: str) -> StructureDecoder | None:
     run's reference beads; or None when the run cannot decode (analysis then skips PDBs).
     """
     try:
-        from ..atom import load_decoder  # the stage-1 atom generator (lead's module)
+        from ..atom.evaluate import load_decoder  # the stage-1 atom generator
     except ImportError:
         return None
     decode, beads = load_decoder(run_dir, device=device)
@@ -59,6 +59,10 @@ def main(args):
     config = AnalysisConfig(k=args.k, n_pcs=args.pcs, n_points=args.points,
                             random_state=args.seed, umap=not args.no_umap)
     z = load_latent(z_path)
+    status = (read_manifest(run) or {}).get("status")
+    if args.z is None and status not in (None, "finished"):
+        print(f"analyze: the run's status is '{status}': analysing the z.npy of its last "
+              "evaluation", file=sys.stderr)
     decoder = None if args.no_structures else obtain_decoder(run, args.device)
     out = Path(args.out) if args.out else analysis_dir(run)
     man = run_analysis(z, out, config, decoder=decoder, losses_csv=run / "losses.csv",
