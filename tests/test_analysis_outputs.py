@@ -224,3 +224,27 @@ def test_analyze_command_bad_inputs(tmp_path):
     with pytest.raises(InputError, match="--k"):
         run_command(["--run", str(run), "--no-structures", "--k", "10"])
     assert not (run / "analysis" / "manifest.json").exists()
+
+
+def test_analyze_decodes_a_real_train_atom_run(tmp_path):
+    """Wiring: ``analyze`` obtains the run's own decoder (atom.evaluate.load_decoder)."""
+    from cryostar_engine import cli
+    from cryostar_engine.atom.evaluate import load_decoder
+
+    run = tmp_path / "atom"
+    assert cli.main(["train-atom", "--particles", str(DATA / "adk_sim48" / "particles.star"),
+                     "--model", str(DATA / "adk_models" / "adk_ref_frame048.pdb"),
+                     "--map", str(MAP), "--out", str(run), "--box", "32", "--epochs", "1",
+                     "--init-max-epochs", "1", "--threads", "1"]) == 0
+    assert cli.main(["analyze", "--run", str(run), "--k", "3", "--pcs", "1", "--points", "4",
+                     "--map", str(MAP), "--no-umap"]) == 0
+    out = run / "analysis"
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["structures"] is True
+    z = np.load(run / "z.npy")
+    decode, beads = load_decoder(run)
+    ind = np.loadtxt(out / "z_pca_1_ind.txt", dtype=int)
+    models = pdb_models(out / "pca_1.pdb")
+    assert models.shape == (4, len(beads), 3)
+    np.testing.assert_allclose(models, decode(z[ind]), atol=1e-3)
+    assert "coordset #2 1,4 " in (out / "pca_1.cxc").read_text()
