@@ -86,7 +86,12 @@ class ProtCryoStarBase(EMProtocol):
 
     def _enginePath(self, key, **kwargs):
         """Absolute path of a template (the engine may run elsewhere than the project dir)."""
-        return os.path.abspath(self._getFileName(key, **kwargs))
+        try:
+            path = self._getFileName(key, **kwargs)
+        except KeyError:  # templates not built yet in this process (e.g. a reloaded run)
+            self._createFilenameTemplates()
+            path = self._getFileName(key, **kwargs)
+        return os.path.abspath(path)
 
     def _getConsensusVolume(self):
         return getModelVolume(self.inputAtomStruct.get(), self.inputVolume.get())
