@@ -60,7 +60,7 @@ class Plugin(pwem.Plugin):
     # --------------------------------------------------------------- where the engine runs
     @classmethod
     def getActivationCmd(cls):
-        """The configured activation command, stripped ('' when the engine runs in-process env)."""
+        """The activation command, stripped ('' when the engine shares Scipion's Python)."""
         return (cls.getVar(CRYOSTAR_ENV_ACTIVATION) or "").strip()
 
     @classmethod
