@@ -1,0 +1,61 @@
+"""Train the density generator (stage 2) on particles with fixed latents z from stage 1.
+
+Writes RUN/config.json, RUN/checkpoints/, RUN/losses.csv, RUN/run.log and, when done,
+RUN/weights.pt, RUN/z.npy, volumes at the k-means centres (vol_kmeans_XXX.mrc) and along PCs 1-3
+(vol_pca_K_XXX.mrc) with their z tables, RUN/volumes.cxc (ChimeraX volume series) and
+RUN/manifest.json (files, box, pixel size, f_std, units, config).  Volumes are at the working box
+and pixel size, origin -(D//2)*apix, in the frame of the reference model and consensus map.
+Interrupted runs continue with --resume (the saved settings are used; --epochs may be raised).
+
+Example usage
+-------------
+  cryostar-engine train-density --particles run_data.star --z atom_run/z.npy --out density_run \\
+      --box 128 --epochs 20
+  cryostar-engine train-density --out density_run --resume          # after an interruption
+"""
+from pathlib import Path
+
+from ..density import DensityConfig, resume_config, train_density
+from ..errors import InputError
+
+
+def add_args(p):
+    p.add_argument("--particles", help="RELION star file with poses and CTF (the stage-1 one)")
+    p.add_argument("--datadir", help="folder the image paths in the star file are relative to")
+    p.add_argument("--z", dest="z_path", help="latents (N, z_dim) .npy, one row per star row")
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--box", type=int, help="working box in px (Fourier crop; default min(D, 256))")
+    p.add_argument("--epochs", type=int, help="passes over the particles (default 20)")
+    p.add_argument("--batch", type=int, default=16, help="particles per step (default 16)")
+    p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
+    p.add_argument("--hidden", type=int, default=1024, help="MLP width (default 1024)")
+    p.add_argument("--residual-layers", type=int, default=3,
+                   help="residual GELU blocks after the first layer (default 3)")
+    p.add_argument("--f-std", type=float, help="Fourier normalisation (default: estimated)")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="MLP precision: auto = bf16 on CUDA, fp32 on CPU")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out")
+
+
+def _config(args) -> DensityConfig:
+    if args.resume:
+        return resume_config(args.out, epochs=args.epochs)
+    if not args.particles or not args.z_path:
+        raise InputError("--particles and --z are required (unless --resume)")
+    return DensityConfig(
+        particles=str(Path(args.particles).resolve()), z_path=str(Path(args.z_path).resolve()),
+        datadir=str(Path(args.datadir).resolve()) if args.datadir else None, box=args.box,
+        epochs=args.epochs or 20, batch_size=args.batch, lr=args.lr, hidden=args.hidden,
+        residual_layers=args.residual_layers, f_std=args.f_std, precision=args.precision,
+        device=args.device, threads=args.threads, seed=args.seed)
+
+
+def main(args):
+    run_dir, finished = train_density(_config(args), args.out, resume=args.resume,
+                                      overwrite=args.overwrite)
+    status = "done" if finished else "stopped early; continue with --resume"
+    print(f"density run {run_dir}: {status}; see {run_dir}/manifest.json")
