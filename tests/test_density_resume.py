@@ -44,15 +44,23 @@ def uninterrupted(tmp_path_factory, z_path):
     return run_dir
 
 
-def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(uninterrupted, z_path, tmp_path):
+@pytest.mark.parametrize("stop, kill_last_checkpoint", [(4, False), (8, True)],
+                         ids=["stopped-mid-epoch", "killed-between-checkpoints"])
+def test_interrupted_and_resumed_run_equals_the_uninterrupted_one(uninterrupted, z_path, tmp_path,
+                                                                  stop, kill_last_checkpoint):
+    """Stop after ``stop`` steps; optionally delete the newest checkpoint so that the run resumes
+    from the epoch-end checkpoint (step 6) and replays steps 7-8, as after a kill."""
     out = tmp_path / "run"
-    run_dir, finished = train_density(_config(z_path, debug_stop_after_steps=4), out)
+    run_dir, finished = train_density(_config(z_path, debug_stop_after_steps=stop), out)
     assert not finished and not (out / "manifest.json").exists()
-    assert [p.name for p in list_checkpoints(out)] == ["step_0000004.pt"]   # mid-epoch
+    assert list_checkpoints(out)[-1].name == f"step_{stop:07d}.pt"
+    if kill_last_checkpoint:
+        list_checkpoints(out)[-1].unlink()
+        assert list_checkpoints(out)[-1].name == f"step_{STEPS_PER_EPOCH:07d}.pt"
     assert cli(["train-density", "--out", str(out), "--resume"]) == 0
     full, resumed = _weights(uninterrupted), _weights(out)
     assert all(torch.equal(full[k], resumed[k]) for k in full)
-    assert _losses(out) == _losses(uninterrupted)
+    assert _losses(out) == _losses(uninterrupted)             # replayed steps are not doubled
     assert len(_losses(out)) == 2 * STEPS_PER_EPOCH
     man = json.loads((out / "manifest.json").read_text())
     assert man["images_seen"] == 2 * 384 and man["step"] == 2 * STEPS_PER_EPOCH

@@ -128,6 +128,7 @@ class DensityTrainer:
         cfg, n = self.config, len(self.dataset)
         guard = NonFiniteGuard(self.model, self.optimizer, self.log)
         progress = Progress(self.run_dir, self.total_images, images_done=self.state.images_seen)
+        progress.truncate_after(self.state.step)     # steps after the checkpoint are replayed
         last_save = time.monotonic()
         self.model.train()
         try:
