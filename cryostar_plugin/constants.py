@@ -37,3 +37,19 @@ CRYOSTAR = "CryoSTAR"
 Z_VALUES = "_cryostarZ"
 CHECKPOINT = "_cryostarCheckpoint"
 CONFIG = "_cryostarConfig"
+#: Folder of the training run (engine run folder) in a FlexInfo / on output sets.
+RUN_DIR = "_cryostarRunDir"
+#: Per-item extras of the atomic-structure and volume outputs.
+KIND = "_cryostarKind"            # "kmeans" (cluster centre) or "pca" (trajectory point)
+PC = "_cryostarPC"                # 1-based principal component of a trajectory point
+FRAME = "_cryostarFrame"          # 0-based position along the trajectory
+CLUSTER = "_cryostarCluster"      # 0-based k-means state (cluster order of the analysis)
+CLUSTER_SIZE = "_cryostarClusterSize"  # particles in that state
+PARTICLE_ROW = "_cryostarParticleRow"  # 0-based star row of the real particle the point snaps to
+PARTICLE_ID = "_cryostarParticleId"    # its Scipion particle id
+#: Attribute of a SetOfAtomStructs that pwem's ChimeraViewer opens instead of its own script.
+CHIMERA_SCRIPT = "_chimeraScript"
+
+# --- subset selection (ProtCryoStarSubset.selectBy) ------------------------------------------
+SELECT_CLUSTERS = 0
+SELECT_PC_RANGE = 1

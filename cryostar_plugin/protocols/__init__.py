@@ -2,5 +2,8 @@
 from .protocol_base import ProtCryoStarBase
 from .protocol_check_inputs import ProtCryoStarCheckInputs
 from .protocol_train_atom import ProtCryoStarTrainAtom
+from .protocol_analyze import ProtCryoStarAnalyze
+from .protocol_subset import ProtCryoStarSubset
 
-__all__ = ["ProtCryoStarBase", "ProtCryoStarCheckInputs", "ProtCryoStarTrainAtom"]
+__all__ = ["ProtCryoStarBase", "ProtCryoStarCheckInputs", "ProtCryoStarTrainAtom",
+           "ProtCryoStarAnalyze", "ProtCryoStarSubset"]

@@ -19,6 +19,7 @@ from .. import Plugin
 from ..constants import ENGINE_ERROR_PREFIX
 from ..convert import (getModelVolume, writeMapForEngine, writeModelForEngine,
                        writeParticlesStar)
+from ..outputs import MODEL_FRAME_FILE, MapDisplay, writeJson
 
 HELP = {
     "gpu": "GPU ids for the engine, e.g. '0' or '0 1' (CUDA_VISIBLE_DEVICES is set to them). "
@@ -58,30 +59,49 @@ class ProtCryoStarBase(EMProtocol):
         form.addHidden(GPU_LIST, params.StringParam, default="0", label="Choose GPU IDs",
                        help=HELP["gpu"])
 
-    def _defineInputParams(self, form):
-        """Particles with poses, the docked reference model and the optional consensus map."""
+    def _defineInputParams(self, form, condition=None):
+        """Particles with poses, the docked reference model and the optional consensus map
+        (shown only when ``condition``, a form expression, holds)."""
+        cond = {"condition": condition} if condition else {}
         form.addParam("inputParticles", params.PointerParam, pointerClass="SetOfParticles",
                       pointerCondition="hasAlignmentProj", important=True,
-                      label="Input particles", help=HELP["particles"])
+                      label="Input particles", help=HELP["particles"], **cond)
         form.addParam("inputAtomStruct", params.PointerParam, pointerClass="AtomStruct",
-                      important=True, label="Reference model", help=HELP["model"])
+                      important=True, label="Reference model", help=HELP["model"], **cond)
         form.addParam("inputVolume", params.PointerParam, pointerClass="Volume", allowsNull=True,
-                      label="Consensus map (optional)", help=HELP["map"])
+                      label="Consensus map (optional)", help=HELP["map"], **cond)
 
     def _defineExtraParams(self, form):
         form.addParam("extraParams", params.StringParam, default="",
                       expertLevel=params.LEVEL_ADVANCED, label="Extra engine flags",
                       help=HELP["extra"])
 
+    # --------------------------- inputs (a continued run takes them from its source) ---------
+    def _getParticlesPointer(self):
+        """Pointer to the input particles (subclasses may take it from another run)."""
+        return self.inputParticles
+
+    def _getAtomStructPointer(self):
+        return self.inputAtomStruct
+
+    def _getVolumePointer(self):
+        return self.inputVolume
+
+    def getInputParticles(self):
+        """The SetOfParticles trained on (full-size, as given by the user)."""
+        return self._getParticlesPointer().get()
+
     # --------------------------- file names --------------------------------------------------
     def _createFilenameTemplates(self):
-        model = self.inputAtomStruct.get().getFileName() if self.inputAtomStruct.hasValue() else ""
+        pointer = self._getAtomStructPointer()
+        model = pointer.get().getFileName() if pointer.hasValue() else ""
         ext = ".cif" if model.lower().endswith((".cif", ".mmcif")) else ".pdb"
         self._updateFilenamesDict({
             "inputDir": self._getExtraPath("input"),
             "particlesStar": self._getExtraPath("input", "particles.star"),
             "model": self._getExtraPath("input", "reference" + ext),
             "map": self._getExtraPath("input", "consensus.mrc"),
+            "modelFrame": self._getExtraPath("input", MODEL_FRAME_FILE),
         })
 
     def _enginePath(self, key, **kwargs):
@@ -94,17 +114,37 @@ class ProtCryoStarBase(EMProtocol):
         return os.path.abspath(path)
 
     def _getConsensusVolume(self):
-        return getModelVolume(self.inputAtomStruct.get(), self.inputVolume.get())
+        """The consensus map: the one given, else the one linked to the model at import."""
+        return getModelVolume(self._getAtomStructPointer().get(), self._getVolumePointer().get())
+
+    def getMapDisplay(self):
+        """The engine's copy of the consensus map with the Scipion origin of the original
+        (:class:`~cryostar_plugin.outputs.MapDisplay`, for ChimeraX), or None without a map."""
+        vol = self._getConsensusVolume()
+        path = self._enginePath("map")
+        if vol is None or not os.path.exists(path):
+            return None
+        return MapDisplay(path, float(vol.getSamplingRate()),
+                          tuple(float(v) for v in vol.getOrigin(force=True).getShifts()))
+
+    def getEngineShift(self):
+        """Shift (Å, xyz) that moved the user's model into the engine frame (engine = user +
+        shift), as recorded by :meth:`convertInputStep`."""
+        from ..outputs import readJson
+        return readJson(self._enginePath("modelFrame"))["shift_A"]
 
     # --------------------------- STEPS functions ----------------------------------------------
     def convertInputStep(self):
         """Write the particles star, the box-centred model and (if any) the map for the engine."""
         self._createFilenameTemplates()
-        parts = self.inputParticles.get()
+        parts = self.getInputParticles()
         writeParticlesStar(parts, self._enginePath("particlesStar"), self._enginePath("inputDir"))
-        report = writeModelForEngine(self.inputAtomStruct.get(), self._enginePath("model"),
+        report = writeModelForEngine(self._getAtomStructPointer().get(), self._enginePath("model"),
                                      parts.getXDim(), parts.getSamplingRate(),
-                                     volume=self.inputVolume.get())
+                                     volume=self._getVolumePointer().get())
+        writeJson(self._enginePath("modelFrame"), {"shift_A": list(report.shift_A),
+                                                   "frame": report.frame,
+                                                   "centre_out_A": list(report.centre_out_A)})
         self.info(f"Reference model: shift {report.shift_A} Å ({report.frame}); centre "
                   f"{tuple(round(c, 2) for c in report.centre_out_A)} Å from the box centre")
         for note in report.notes:
@@ -166,9 +206,9 @@ class ProtCryoStarBase(EMProtocol):
     def _validateInputs(self):
         """Errors about the inputs shared by the training protocols."""
         errors = []
-        if not (self.inputParticles.hasValue() and self.inputAtomStruct.hasValue()):
+        if not (self._getParticlesPointer().hasValue() and self._getAtomStructPointer().hasValue()):
             return errors  # Scipion reports the missing required pointers itself
-        parts = self.inputParticles.get()
+        parts = self.getInputParticles()
         if not parts.hasAlignmentProj():
             errors.append("The input particles have no 3-D alignment (angles and shifts); use "
                           "particles from a 3-D refinement.")
@@ -176,12 +216,34 @@ class ProtCryoStarBase(EMProtocol):
             errors.append("The input particles have no CTF information.")
         if parts.getXDim() and parts.getXDim() % 2:
             errors.append(f"The particle box ({parts.getXDim()} px) must be even.")
-        errors += self._validateModelFrame(parts)
+        mapErrors = self._validateMap(parts)
+        errors += mapErrors
+        if not mapErrors:
+            errors += self._validateModelFrame(parts)
+        return errors
+
+    def _validateMap(self, parts):
+        """Errors when the consensus map's pixel size or box differ from the particles'."""
+        vol = self._getConsensusVolume()
+        if vol is None:
+            return []
+        apix, box = float(parts.getSamplingRate()), parts.getXDim()
+        mapApix, dims = float(vol.getSamplingRate()), vol.getDim()
+        errors = []
+        if abs(mapApix - apix) > 0.01 * apix:
+            errors.append(f"The consensus map's pixel size ({mapApix:g} Å) differs from the "
+                          f"particles' ({apix:g} Å): give the map refined from these particles, "
+                          "or fix the sampling rate of one of them.")
+        if dims is None or len(set(dims)) != 1:
+            errors.append(f"The consensus map must be a cube (it is {dims}).")
+        elif dims[0] != box:
+            errors.append(f"The consensus map's box ({dims[0]} px) differs from the particles' "
+                          f"({box} px): give the map refined from these particles (same box).")
         return errors
 
     def _validateModelFrame(self, parts):
         """Errors when the model does not sit in the particle box (see model_frame)."""
-        atomStruct = self.inputAtomStruct.get()
+        atomStruct = self._getAtomStructPointer().get()
         ext = os.path.splitext(atomStruct.getFileName())[1].lower()
         ext = ext if ext in (".cif", ".mmcif") else ".pdb"
         with tempfile.TemporaryDirectory() as tmp:
@@ -189,7 +251,7 @@ class ProtCryoStarBase(EMProtocol):
                 report = writeModelForEngine(atomStruct, os.path.join(tmp, "model" + ext),
                                              parts.getXDim(),
                                              parts.getSamplingRate(),
-                                             volume=self.inputVolume.get())
+                                             volume=self._getVolumePointer().get())
             except Exception as err:  # unreadable model file
                 return [f"Cannot read the reference model: {err}"]
         return report.errors()

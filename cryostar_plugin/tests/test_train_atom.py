@@ -52,7 +52,7 @@ class TestCryoStarTrainAtom(BaseTest):
         args = prot._getTrainArgs()
         flags = dict(zip(args[::2], args[1::2]))
         self.assertEqual(flags["--box"], "32")
-        self.assertEqual(flags["--epochs"], "3")
+        self.assertEqual(flags["--epochs"], "3.0")
         self.assertEqual(flags["--zdim"], "4")
         self.assertEqual(flags["--low-pass"], "8.0")
         self.assertEqual(flags["--device"], "cpu")
