@@ -45,7 +45,7 @@ class AtomConfig:
     overwrite: bool = _f(False, "delete the run in --out and start again")
     invert_contrast: bool = _f(False, "negate the images (dark particles)")
     # optimiser
-    lr: float = _f(1e-4, "AdamW learning rate")
+    lr: float = _f(5e-4, "AdamW learning rate")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     # networks
     encoder_hidden: tuple = _f((512, 256, 128, 64, 32), "encoder hidden widths")
@@ -67,14 +67,13 @@ class AtomConfig:
     kl_beta_max: float = _f(0.5, "final KL weight")
     kl_warmup_images: int = _f(640_000, "images over which the KL weight rises linearly")
     # schedule and bookkeeping
-    init_max_epochs: float = _f(3.0, "zero-displacement initialisation: at most this many epochs")
-    init_tolerance: float = _f(1e-3, "zero-displacement initialisation stops below this loss (Å²)")
     checkpoint_every: int = _f(200, "steps between checkpoints")
     keep_checkpoints: int = _f(3, "checkpoints kept")
     eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
+    skip_signal_check: bool = _f(False, "train even when the reference does not correlate with the particles")
     stop_after_steps: int | None = _f(None, "stop (as if killed) after this many steps; for tests")
 
     def to_json(self) -> dict:

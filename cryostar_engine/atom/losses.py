@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["circular_mask", "image_loss", "continuity_loss", "elastic_network_loss", "clash_loss",
+__all__ = ["circular_mask", "image_loss", "pair_distances", "continuity_loss", "elastic_network_loss", "clash_loss",
            "kl_free_bits"]
 
 
@@ -24,29 +24,31 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
     return -(score / n_mask).mean()
 
 
-def _pair_distances(coords: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+def pair_distances(coords: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    """``(B, N, 3)`` coordinates, ``(P, 2)`` pairs → ``(B, P)`` distances (Å).  Gather all the
+    restraint pairs in one call: each gather costs a scatter in the backward pass."""
     return (coords[:, pairs[:, 0]] - coords[:, pairs[:, 1]]).norm(dim=-1)
 
 
-def continuity_loss(coords, pairs, d0) -> torch.Tensor:
-    """Mean squared deviation (Å²) of consecutive-bead distances from the reference."""
-    if len(pairs) == 0:
-        return coords.new_zeros(())
-    return ((_pair_distances(coords, pairs) - d0) ** 2).mean()
+def continuity_loss(d, d0) -> torch.Tensor:
+    """Mean squared deviation (Å²) of ``(B, P)`` consecutive-bead distances from the reference."""
+    if d.shape[1] == 0:
+        return d.new_zeros(())
+    return ((d - d0) ** 2).mean()
 
 
-def elastic_network_loss(coords, pairs, d0, groups, keep_ratio: float,
+def elastic_network_loss(d, d0, groups, keep_ratio: float,
                          batch_errors: torch.Tensor | None = None) -> torch.Tensor:
     """Elastic network with adaptive relaxation.
 
-    Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group, pairs whose variance of
+    ``d``: ``(B, P)`` distances of the network's pairs.  Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group, pairs whose variance of
     ``e`` across the batch is at or above the ``keep_ratio`` quantile are released for this step
     (hinges move; local structure stays rigid).  ``batch_errors`` (``(G, P)``) lets a
     distributed run compute the variance over the gathered global batch.
     """
-    if len(pairs) == 0:
-        return coords.new_zeros(())
-    err = (_pair_distances(coords, pairs) - d0) ** 2            # (B, P)
+    if d.shape[1] == 0:
+        return d.new_zeros(())
+    err = (d - d0) ** 2                                         # (B, P)
     if keep_ratio < 1.0 and err.shape[0] > 1:
         with torch.no_grad():
             var = (batch_errors if batch_errors is not None else err).float().var(0)
@@ -61,12 +63,11 @@ def elastic_network_loss(coords, pairs, d0, groups, keep_ratio: float,
     return err.mean()
 
 
-def clash_loss(coords, pairs, min_distance_A: float) -> torch.Tensor:
-    """Mean of ``(min − d)²`` over the (sample, pair) entries closer than ``min_distance_A``
-    (0 when none are)."""
-    if len(pairs) == 0:
-        return coords.new_zeros(())
-    d = _pair_distances(coords, pairs)
+def clash_loss(d, min_distance_A: float) -> torch.Tensor:
+    """Mean of ``(min − d)²`` over the (sample, pair) entries of ``(B, P)`` distances closer than
+    ``min_distance_A`` (0 when none are)."""
+    if d.shape[1] == 0:
+        return d.new_zeros(())
     violation = torch.relu(min_distance_A - d)
     count = (violation > 0).sum()
     return (violation ** 2).sum() / count.clamp_min(1)

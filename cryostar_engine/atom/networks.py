@@ -38,6 +38,10 @@ class Decoder(nn.Module):
         super().__init__()
         self.n_beads = n_beads
         self.body = _mlp([zdim, *hidden, 3 * n_beads], final_activation=False)
+        # Zero-displacement initialisation: the output layer starts at exactly zero, so every
+        # latent decodes to the reference model until the images move it.
+        nn.init.zeros_(self.body[-1].weight)
+        nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, z):
         return self.body(z).view(z.shape[0], self.n_beads, 3)

@@ -1,4 +1,5 @@
-"""Stage-1 training: the zero-displacement initialisation, then the VAE fit with restraints.
+"""Stage-1 training: the VAE fit with restraints, starting from the reference (the decoder's
+output layer is zero-initialised, so every latent first decodes to the reference model).
 
 The schedule is defined by images seen: step ``s`` trains on rows ``stream[s·B:(s+1)·B]`` of an
 endless stream made of one seeded permutation per epoch, so the data order is a pure function
@@ -10,6 +11,7 @@ import contextlib
 import math
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +26,8 @@ from .config import AtomConfig
 from .evaluate import REFERENCE_FILE, encode_all, encoder_input, save_z, write_preview
 from .forward import AtomForwardModel
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
-from .losses import clash_loss, continuity_loss, elastic_network_loss, image_loss, kl_free_bits
+from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_loss, kl_free_bits,
+                     pair_distances)
 from .networks import AtomVAE
 
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS"]
@@ -59,16 +62,16 @@ class _Parts:
 
 
 def _resolve_config(cfg: AtomConfig) -> AtomConfig:
-    if not cfg.resume:
-        return cfg
-    from pathlib import Path
+    """On ``--resume`` the run's saved config.json rules; of the :data:`RESUMABLE_FIELDS`, those
+    given with a non-default value (e.g. a longer ``--epochs``) override it."""
     path = Path(cfg.out) / "config.json"
-    if not path.is_file():
+    if not cfg.resume or not path.is_file():
         return cfg
     saved = read_json(path)
     saved.pop("schema_version", None)
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
-    saved.update({k: getattr(cfg, k) for k in RESUMABLE_FIELDS})
+    defaults = AtomConfig()
+    saved.update({k: getattr(cfg, k) for k in RESUMABLE_FIELDS if getattr(cfg, k) != getattr(defaults, k)})
     saved.update(resume=True, overwrite=False, out=cfg.out)
     return AtomConfig(**saved)
 
@@ -86,13 +89,20 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
                                cfg.low_pass_A, cfg.mask_radius, device)
-    check_signal_overlap(signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed))
+    overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
+    if not cfg.skip_signal_check:
+        check_signal_overlap(overlap)
     model = AtomVAE(ds.box, len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden, reference).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                  fused=True)
     g = inputs.graph
-    pairs = {k: torch.as_tensor(v, device=device) for k, v in dict(
-        cont=g.continuity, cont_d0=g.continuity_d0.astype(np.float32), en=g.en,
-        en_d0=g.en_d0.astype(np.float32), en_group=g.en_group, clash=g.clash).items()}
+    sizes = np.cumsum([0, len(g.continuity), len(g.en), len(g.clash)])
+    pairs = {"all": torch.as_tensor(np.concatenate([g.continuity, g.en, g.clash]), device=device),
+             "cont": slice(sizes[0], sizes[1]), "en": slice(sizes[1], sizes[2]),
+             "clash": slice(sizes[2], sizes[3]),
+             "cont_d0": torch.as_tensor(g.continuity_d0, dtype=torch.float32, device=device),
+             "en_d0": torch.as_tensor(g.en_d0, dtype=torch.float32, device=device),
+             "en_group": torch.as_tensor(g.en_group, device=device)}
     rows = np.linspace(0, len(ds) - 1, min(len(ds), 512)).astype(int)
     with torch.no_grad():
         t = forward.target(ds.batch(rows, device)) * forward.mask
@@ -109,11 +119,12 @@ def _losses(cfg, p: _Parts, batch, images_seen, noise_gen):
         coords = p.model.structures(z).float()
     pred = p.forward.render(coords, batch)
     q = p.pairs
+    d = pair_distances(coords, q["all"])
     terms = {
         "image": image_loss(pred, target, p.forward.mask),
-        "continuity": continuity_loss(coords, q["cont"], q["cont_d0"]),
-        "elastic": elastic_network_loss(coords, q["en"], q["en_d0"], q["en_group"], cfg.en_keep_ratio),
-        "clash": clash_loss(coords, q["clash"], cfg.clash_min_A),
+        "continuity": continuity_loss(d[:, q["cont"]], q["cont_d0"]),
+        "elastic": elastic_network_loss(d[:, q["en"]], q["en_d0"], q["en_group"], cfg.en_keep_ratio),
+        "clash": clash_loss(d[:, q["clash"]], cfg.clash_min_A),
         "kl": kl_free_bits(mu.float(), logvar.float(), cfg.kl_free_bits),
     }
     beta = cfg.kl_beta_max * min(images_seen / max(cfg.kl_warmup_images, 1), 1.0)
@@ -121,26 +132,6 @@ def _losses(cfg, p: _Parts, batch, images_seen, noise_gen):
              + cfg.en_weight * terms["elastic"] + cfg.clash_weight * terms["clash"]
              + beta * terms["kl"] / p.n_mask)
     return total, terms, (target, pred)
-
-
-def _reference_init(cfg, p: _Parts, log) -> None:
-    """Train the whole VAE to output zero displacement, so decoding starts at the reference."""
-    n, running = len(p.inputs.dataset), [10.0] * 20
-    steps = max(200, int(cfg.init_max_epochs * n / cfg.batch))
-    for step in range(steps):
-        b = p.inputs.dataset.batch(batch_rows(step, cfg.batch, n, cfg.seed + 7), p.device)
-        with _autocast(p.device, cfg.precision):
-            mu, _ = p.model.encoder(encoder_input(p.forward, b, p.scale))
-            loss = (p.model.decoder(mu).float() ** 2).mean()
-        p.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        p.optimizer.step()
-        running = running[1:] + [float(loss)]
-        if np.mean(running) < cfg.init_tolerance:
-            break
-    log.info("reference initialisation: %d steps, mean squared displacement %.2e Å²", step + 1,
-             running[-1])
-    p.optimizer.state.clear()
 
 
 def _checkpoint(cfg, p: _Parts, run_dir, step, images_seen, noise_gen):
@@ -162,7 +153,7 @@ def _evaluate(cfg, p: _Parts, run_dir, step, images_seen, log, status="running",
         "original_box_px": ds.meta.box, "original_apix_A": ds.meta.apix, "zdim": cfg.zdim,
         "beads": len(p.inputs.reference.beads), "z": "z.npy", "config": "config.json",
         "reference": REFERENCE_FILE, "losses": "losses.csv", "log": "run.log",
-        "checkpoints": "checkpoints", "preview": "preview.png" if last is not None else None,
+        "checkpoints": "checkpoints", "preview": "preview.png" if (run_dir / "preview.png").is_file() else None,
         "reference_shift_A": p.inputs.reference.shift_A.tolist(),
     })
     log.info("step %d: wrote z.npy (%d × %d)", step, *z.shape)
@@ -170,6 +161,8 @@ def _evaluate(cfg, p: _Parts, run_dir, step, images_seen, log, status="running",
 
 def train_atom(cfg: AtomConfig) -> dict:
     """Train (or resume) a stage-1 run; return its manifest.  See the module docstring."""
+    if cfg.resume and not (Path(cfg.out) / "run.json").is_file():
+        raise InputError(f"{cfg.out}: there is no run to resume here; drop --resume to start one")
     cfg = _resolve_config(cfg)
     device = resolve_device(cfg.device)
     if device.type == "cpu":
@@ -194,7 +187,6 @@ def train_atom(cfg: AtomConfig) -> dict:
         log.info("%d particles, box %d px at %.3f Å/px, %d beads, %d steps of %d images on %s",
                  n, p.inputs.dataset.box, p.inputs.dataset.apix, len(p.inputs.reference.beads),
                  total_steps, cfg.batch, device)
-        _reference_init(cfg, p, log)
         step = images_seen = 0
         _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
     _train_loop(cfg, p, run_dir, log, step, images_seen, total_steps, noise_gen)
@@ -208,7 +200,7 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
     progress.truncate_after(step)
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last = None
-    t0 = time.perf_counter()
+    t0 = last_preview = time.perf_counter()
     while step < total_steps:
         if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
             log.info("stopping at step %d as asked (--stop-after-steps)", step)
@@ -229,9 +221,12 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
         if step % cfg.checkpoint_every == 0 or step == total_steps:
             _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
         if step % eval_every == 0 or step == total_steps:
-            _evaluate(cfg, p, run_dir, step, images_seen, log,
-                      status="finished" if step == total_steps else "running",
-                      last=(last[0][:8].detach(), last[1][:8].detach()))
+            final = step == total_steps
+            preview = final or time.perf_counter() - last_preview > 600
+            if preview:
+                last_preview = time.perf_counter()
+            _evaluate(cfg, p, run_dir, step, images_seen, log, status="finished" if final else "running",
+                      last=(last[0][:8].detach(), last[1][:8].detach()) if preview else None)
     progress.close()
     log.info("finished %d steps in %.1f s (%.0f images/s)", step, time.perf_counter() - t0,
              progress.images_per_s)
