@@ -19,9 +19,9 @@ from .latents import LatentSeries
 __all__ = ["UNITS", "series_names", "write_latent_tables", "write_npy", "chimerax_script",
            "write_chimerax_script"]
 
-UNITS = ("normalised image units: particle images divided by f_std; the ray sum of a volume "
-         "through a slice equals the CTF-free centred particle image / f_std (multiply by f_std "
-         "for the input's intensity units)")
+UNITS = ("normalised image units: the volume's projection (voxel sum along a ray), filtered by "
+         "the CTF, models the centred particle image divided by f_std; multiply by f_std for the "
+         "input images' intensity units")
 
 
 def series_names(series: str, n: int) -> dict[str, list[str] | str]:
