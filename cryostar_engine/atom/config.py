@@ -34,7 +34,8 @@ class AtomConfig:
     map: str | None = _f(None, "consensus map the model was docked into: its origin sets the frame")
     apix: float | None = _f(None, "pixel size in Å, overriding the star file")
     # essentials
-    box: int | None = _f(None, "working box in px (Fourier-cropped); default min(box, 128)")
+    box: int | None = _f(None, "working box in px (Fourier-cropped); default: the smallest box "
+                               "that keeps every frequency up to the low-pass (×1.25)")
     epochs: float = _f(20.0, "training length in passes over the particles")
     batch: int = _f(64, "images per optimisation step (global batch)")
     zdim: int = _f(8, "latent dimension")
@@ -73,6 +74,8 @@ class AtomConfig:
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
+    max_minutes: float | None = _f(None, "stop cleanly (z, checkpoint, manifest written) after this wall time; "
+                                   "continue later with --resume")
     skip_signal_check: bool = _f(False, "train even when the reference does not correlate with the particles")
     stop_after_steps: int | None = _f(None, "stop (as if killed) after this many steps; for tests")
 

@@ -1,6 +1,7 @@
 """Load and validate everything a stage-1 run needs, before any run folder or GPU time."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,9 +26,17 @@ class AtomInputs:
     graph: RestraintGraph
 
 
-def default_box(original_box: int) -> int:
-    """Working box when none is given: the particles' box, capped at 128 px."""
-    return min(original_box, 128)
+def default_box(original_box: int, apix: float, low_pass_A: float, oversampling: float = 1.25) -> int:
+    """Working box when none is given: the smallest even box whose Nyquist frequency exceeds the
+    loss's low-pass by ``oversampling`` (so nothing the loss can see is lost), at least 24 px
+    and at most the particles' box.  E.g. 128 px at 1 Å/px with an 8 Å low-pass → 40 px.
+
+    Every image and every rendering of stage 1 is band-limited at the low-pass, so a larger box
+    only costs time: rendering, FFTs and the encoder's first layer all scale with box².
+    """
+    n = math.ceil(2 * oversampling * original_box * apix / low_pass_A)
+    n += n % 2
+    return int(min(original_box, max(24, n)))
 
 
 def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
@@ -37,7 +46,7 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
     map_data = read_map(cfg.map) if cfg.map else None
     reference = load_reference(cfg.model, meta.box, meta.apix, map_data)
-    box = cfg.box or default_box(meta.box)
+    box = cfg.box or default_box(meta.box, meta.apix, cfg.low_pass_A)
     if box > meta.box:
         raise InputError(f"--box {box} is larger than the particles' {meta.box} px; "
                          f"choose at most {meta.box}")

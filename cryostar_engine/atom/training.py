@@ -33,7 +33,7 @@ from .networks import AtomVAE
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS"]
 
 # Settings a resumed run may change; all others come from the run's config.json.
-RESUMABLE_FIELDS = ("epochs", "device", "threads", "stop_after_steps", "checkpoint_every",
+RESUMABLE_FIELDS = ("epochs", "device", "threads", "stop_after_steps", "max_minutes", "checkpoint_every",
                     "eval_every_epochs", "max_cache_gb", "precision")
 
 
@@ -206,6 +206,12 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
             log.info("stopping at step %d as asked (--stop-after-steps)", step)
             progress.close()
             return
+        if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
+            log.info("time limit of %g min reached at step %d; continue with --resume", cfg.max_minutes, step)
+            _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
+            _evaluate(cfg, p, run_dir, step, images_seen, log, status="stopped (time limit)",
+                      last=(last[0][:8].detach(), last[1][:8].detach()) if last else None)
+            break
         batch = p.inputs.dataset.batch(batch_rows(step, cfg.batch, n, cfg.seed), p.device)
         total, terms, last = _losses(cfg, p, batch, images_seen, noise_gen)
         p.optimizer.zero_grad(set_to_none=True)

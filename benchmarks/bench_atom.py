@@ -1,0 +1,81 @@
+"""Stage-1 benchmark on a simulated AdK set with ground truth: train for a wall-time budget,
+then print |Spearman ρ| of z's best PC with the true frame, kNN R² of the frame from z, the mean
+per-particle Cα RMSD of the decoded structures and its ratio to the reference's, images/s and
+peak memory.  Writes the same figures as JSON.
+
+Make the data first (independent simulator, see benchmarks/simulate_adk.py), e.g.::
+
+    /work/simenv/bin/python benchmarks/simulate_adk.py --n 3000 --box 64 --apix 1.5 --snr 0.05 \\
+        --astigmatism 1000 --frames all --seed 64 --gt-volumes --consensus-frame 48 \\
+        --ref-pdbs 0 48 --out /work/benchdata/adk64
+    .venv/bin/python benchmarks/bench_atom.py --data /work/benchdata/adk64 --ref ref_frame048.pdb \\
+        --minutes 20 --out bench_runs/atom_mid
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from metrics import ca_rmsd_summary, format_table, latent_figures, residue_rows  # noqa: E402
+
+from cryostar_engine.atom import AtomConfig, load_decoder, train_atom  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True, help="folder made by simulate_adk.py")
+    p.add_argument("--ref", default="ref_frame048.pdb", help="reference PDB inside --data")
+    p.add_argument("--gt-ca", default=str(REPO / "data/adk_models/adk_dims_ca.npy"))
+    p.add_argument("--minutes", type=float, default=20.0, help="wall-time budget of the training")
+    p.add_argument("--out", required=True)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None)
+    p.add_argument("--batch", type=int, default=64)
+    p.add_argument("--low-pass", type=float, default=6.0)
+    p.add_argument("--epochs", type=float, default=10_000, help="upper bound; the budget decides")
+    p.add_argument("--extra", default="{}", help="JSON dict of further AtomConfig fields")
+    args = p.parse_args(argv)
+    data = Path(args.data)
+    settings = dict(particles=str(data / "particles.star"), model=str(data / args.ref), out=args.out,
+                    epochs=args.epochs, batch=args.batch, low_pass_A=args.low_pass,
+                    max_minutes=args.minutes, threads=args.threads, overwrite=True,
+                    eval_every_epochs=1e9, **json.loads(args.extra))
+    if args.lr:
+        settings["lr"] = args.lr
+    cfg = AtomConfig(**settings)
+    t0 = time.perf_counter()
+    manifest = train_atom(cfg)
+    wall = time.perf_counter() - t0
+    z = np.load(Path(args.out) / "z.npy")
+    frame = np.load(data / "gt_frame.npy").astype(int)
+    decode, beads = load_decoder(args.out)
+    gt_ca = np.load(args.gt_ca)
+    rows = residue_rows(beads.res_ids)
+    rmsd = ca_rmsd_summary(decode(z), frame, gt_ca[:, rows], beads.coords_A)
+    lat = latent_figures(z, frame)
+    figures = {
+        "method": "scipion-em-cryostar (cryostar_engine)", "data": str(data), "reference": args.ref,
+        "wall_s": round(wall, 1), "images_seen": manifest["images_seen"],
+        "images_per_s": round(manifest["images_seen"] / wall, 1),
+        "peak_rss_GB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
+        "abs_spearman_best_pc": round(lat.rho, 3), "knn_r2": round(lat.knn_r2, 3),
+        "ca_rmsd_A": round(rmsd["rmsd"], 3), "reference_ca_rmsd_A": round(rmsd["ref_rmsd"], 3),
+        "rmsd_ratio": round(rmsd["ratio"], 3), "settings": {k: v for k, v in cfg.to_json().items()
+                                                             if k in ("lr", "batch", "low_pass_A", "threads")},
+    }
+    print(format_table({k: v for k, v in figures.items() if k != "settings"}))
+    (Path(args.out) / "bench_atom.json").write_text(json.dumps(figures, indent=2))
+    print(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
