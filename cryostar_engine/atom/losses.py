@@ -37,30 +37,32 @@ def continuity_loss(d, d0) -> torch.Tensor:
     return ((d - d0) ** 2).mean()
 
 
-def elastic_network_loss(d, d0, groups, keep_ratio: float,
-                         batch_errors: torch.Tensor | None = None) -> torch.Tensor:
+def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None) -> torch.Tensor:
     """Elastic network with adaptive relaxation.
 
     ``d``: ``(B, P)`` distances of the network's pairs.  Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group, pairs whose variance of
     ``e`` across the batch is at or above the ``keep_ratio`` quantile are released for this step
-    (hinges move; local structure stays rigid).  ``batch_errors`` (``(G, P)``) lets a
-    distributed run compute the variance over the gathered global batch.
+    (hinges move; local structure stays rigid).  ``gather`` (``(B, P) → (G, P)``) lets a
+    distributed run compute the variance over the global batch of all processes.
     """
     if d.shape[1] == 0:
         return d.new_zeros(())
     err = (d - d0) ** 2                                         # (B, P)
-    if keep_ratio < 1.0 and err.shape[0] > 1:
-        with torch.no_grad():
-            var = (batch_errors if batch_errors is not None else err).float().var(0)
-            keep = torch.ones_like(var, dtype=torch.bool)
-            for g in torch.unique(groups):
-                sel = groups == g
-                threshold = torch.quantile(var[sel], keep_ratio)
-                keep[sel] = var[sel] < threshold
-                if not keep[sel].any():
-                    keep[sel] = True
-        err = err[:, keep]
-    return err.mean()
+    if keep_ratio >= 1.0:
+        return err.mean()
+    with torch.no_grad():
+        every = err.detach().float()
+        every = gather(every) if gather is not None else every  # (G, P)
+        if every.shape[0] < 2:
+            return err.mean()
+        var = every.var(0)
+        keep = torch.ones_like(var, dtype=torch.bool)
+        for g in torch.unique(groups):
+            sel = groups == g
+            keep[sel] = var[sel] < torch.quantile(var[sel], keep_ratio)
+            if not keep[sel].any():
+                keep[sel] = True
+    return err[:, keep].mean()
 
 
 def clash_loss(d, min_distance_A: float) -> torch.Tensor:

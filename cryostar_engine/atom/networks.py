@@ -57,6 +57,13 @@ class AtomVAE(nn.Module):
         self.decoder = Decoder(zdim, list(decoder_hidden), n_beads)
         self.register_buffer("reference_A", reference_A.clone().float())
 
+    def forward(self, images: torch.Tensor, eps: torch.Tensor):
+        """One VAE pass: ``(B, D*D)`` encoder inputs and ``(B, zdim)`` standard-normal noise →
+        ``(mu, logvar, coords)`` with coords ``(B, N, 3)`` Å decoded from ``z = mu + eps·σ``."""
+        mu, logvar = self.encoder(images)
+        z = mu + eps * torch.exp(0.5 * logvar)
+        return mu, logvar, self.structures(z)
+
     def structures(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, zdim)`` → ``(B, N, 3)`` bead coordinates in Å (reference + displacement)."""
         return self.reference_A + self.decoder(z)

@@ -8,9 +8,10 @@ of (seed, step) and a resumed run continues exactly where the checkpoint left it
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,9 +20,11 @@ import torch
 from .. import __version__
 from ..errors import InputError
 from ..io.pdb import write_beads_pdb
-from ..train import (NonFiniteGuard, Progress, configure_cpu, load_latest_checkpoint,
-                     prepare_run_dir, read_json, resolve_device, run_logger, save_checkpoint,
-                     seed_everything, write_json)
+from torch.nn.parallel import DistributedDataParallel
+
+from ..train import (DistContext, NonFiniteGuard, Progress, configure_cpu, init_distributed,
+                     load_latest_checkpoint, prepare_run_dir, read_json, resolve_device, run_logger,
+                     save_checkpoint, seed_everything, shard, write_json)
 from .config import AtomConfig
 from .evaluate import REFERENCE_FILE, encode_all, encoder_input, save_z, write_preview
 from .forward import AtomForwardModel
@@ -30,11 +33,12 @@ from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_lo
                      pair_distances)
 from .networks import AtomVAE
 
-__all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS"]
+__all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS", "INVOCATION_FIELDS"]
 
-# Settings a resumed run may change; all others come from the run's config.json.
-RESUMABLE_FIELDS = ("epochs", "device", "threads", "stop_after_steps", "max_minutes", "checkpoint_every",
-                    "eval_every_epochs", "max_cache_gb", "precision")
+# Settings a resumed run may change when given; all others come from the run's config.json.
+RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "eval_every_epochs", "max_cache_gb", "precision")
+# Settings of one invocation only: never inherited from the run being resumed.
+INVOCATION_FIELDS = ("device", "threads", "stop_after_steps", "max_minutes")
 
 
 def batch_rows(step: int, batch: int, n: int, seed: int) -> np.ndarray:
@@ -59,6 +63,12 @@ class _Parts:
     pairs: dict
     scale: float
     n_mask: float
+    ctx: DistContext = field(default_factory=DistContext)
+    net: torch.nn.Module | None = None     # the model, or its DDP wrapper
+
+    def __post_init__(self):
+        if self.net is None:
+            self.net = self.model
 
 
 def _resolve_config(cfg: AtomConfig) -> AtomConfig:
@@ -72,6 +82,7 @@ def _resolve_config(cfg: AtomConfig) -> AtomConfig:
     saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
     defaults = AtomConfig()
     saved.update({k: getattr(cfg, k) for k in RESUMABLE_FIELDS if getattr(cfg, k) != getattr(defaults, k)})
+    saved.update({k: getattr(cfg, k) for k in INVOCATION_FIELDS})
     saved.update(resume=True, overwrite=False, out=cfg.out)
     return AtomConfig(**saved)
 
@@ -110,20 +121,19 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     return _Parts(inputs, model, forward, optimizer, device, pairs, scale, float(forward.mask.sum()))
 
 
-def _losses(cfg, p: _Parts, batch, images_seen, noise_gen):
+def _losses(cfg, p: _Parts, batch, eps, images_seen):
     with _autocast(p.device, cfg.precision):
         target = p.forward.target(batch)
-        mu, logvar = p.model.encoder(encoder_input(p.forward, batch, p.scale, target))
-        eps = torch.randn(mu.shape, generator=noise_gen, device=mu.device, dtype=mu.dtype)
-        z = mu + eps * torch.exp(0.5 * logvar)
-        coords = p.model.structures(z).float()
+        mu, logvar, coords = p.net(encoder_input(p.forward, batch, p.scale, target), eps)
+    coords = coords.float()
     pred = p.forward.render(coords, batch)
     q = p.pairs
     d = pair_distances(coords, q["all"])
     terms = {
         "image": image_loss(pred, target, p.forward.mask),
         "continuity": continuity_loss(d[:, q["cont"]], q["cont_d0"]),
-        "elastic": elastic_network_loss(d[:, q["en"]], q["en_d0"], q["en_group"], cfg.en_keep_ratio),
+        "elastic": elastic_network_loss(d[:, q["en"]], q["en_d0"], q["en_group"], cfg.en_keep_ratio,
+                                        gather=p.ctx.all_gather_rows if p.ctx.enabled else None),
         "clash": clash_loss(d[:, q["clash"]], cfg.clash_min_A),
         "kl": kl_free_bits(mu.float(), logvar.float(), cfg.kl_free_bits),
     }
@@ -159,61 +169,109 @@ def _evaluate(cfg, p: _Parts, run_dir, step, images_seen, log, status="running",
     log.info("step %d: wrote z.npy (%d × %d)", step, *z.shape)
 
 
+def _open_run(cfg: AtomConfig, p: _Parts, ctx: DistContext):
+    """Rank 0 creates (or reopens) the run folder; the others learn whether it worked."""
+    error = None
+    if ctx.is_main:
+        try:
+            run_dir = prepare_run_dir(cfg.out, "atom", resume=cfg.resume, overwrite=cfg.overwrite)
+            write_json(run_dir / "config.json", cfg.to_json())
+            beads = p.inputs.reference.beads
+            write_beads_pdb(run_dir / REFERENCE_FILE, beads, beads.coords_A)
+        except InputError as err:
+            error = err
+    if not ctx.broadcast_flag(error is None, p.device):
+        raise error if error is not None else InputError("the run folder could not be prepared")
+    ctx.barrier()
+    run_dir = Path(cfg.out)
+    log = run_logger(run_dir) if ctx.is_main else logging.getLogger("cryostar_engine.worker")
+    return run_dir, log
+
+
 def train_atom(cfg: AtomConfig) -> dict:
-    """Train (or resume) a stage-1 run; return its manifest.  See the module docstring."""
+    """Train (or resume) a stage-1 run; return its manifest.  See the module docstring.
+
+    Under ``torchrun`` each process trains on its share of every global batch (DDP), the
+    elastic-network relaxation sees the gathered global batch, and only rank 0 writes.
+    """
     if cfg.resume and not (Path(cfg.out) / "run.json").is_file():
         raise InputError(f"{cfg.out}: there is no run to resume here; drop --resume to start one")
     cfg = _resolve_config(cfg)
-    device = resolve_device(cfg.device)
-    if device.type == "cpu":
-        configure_cpu(cfg.threads)
-    seed_everything(cfg.seed)
-    p = _build(cfg, device)            # every input check happens before the run folder exists
-    run_dir = prepare_run_dir(cfg.out, "atom", resume=cfg.resume, overwrite=cfg.overwrite)
-    log = run_logger(run_dir)
-    write_json(run_dir / "config.json", cfg.to_json())
-    write_beads_pdb(run_dir / REFERENCE_FILE, p.inputs.reference.beads, p.inputs.reference.beads.coords_A)
-    n = len(p.inputs.dataset)
-    total_steps = max(1, math.ceil(cfg.epochs * n / cfg.batch))
-    noise_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    state = load_latest_checkpoint(run_dir, map_location=device) if cfg.resume else None
-    if state is not None:
-        p.model.load_state_dict(state["model"])
-        p.optimizer.load_state_dict(state["optimizer"])
-        noise_gen.set_state(state["noise_rng"].cpu() if device.type == "cpu" else state["noise_rng"])
-        step, images_seen = int(state["step"]), int(state["images_seen"])
-        log.info("resuming at step %d (%d images seen) of %d", step, images_seen, total_steps)
-    else:
-        log.info("%d particles, box %d px at %.3f Å/px, %d beads, %d steps of %d images on %s",
-                 n, p.inputs.dataset.box, p.inputs.dataset.apix, len(p.inputs.reference.beads),
-                 total_steps, cfg.batch, device)
-        step = images_seen = 0
-        _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
-    _train_loop(cfg, p, run_dir, log, step, images_seen, total_steps, noise_gen)
+    ctx, device_name = init_distributed(cfg.device)
+    try:
+        if cfg.batch % ctx.world_size:
+            raise InputError(f"--batch {cfg.batch} must be a multiple of the number of processes "
+                             f"({ctx.world_size})")
+        device = resolve_device(device_name)
+        if device.type == "cpu":
+            configure_cpu(cfg.threads)
+        seed_everything(cfg.seed)
+        p = _build(cfg, device)        # every input check happens before the run folder exists
+        p.ctx = ctx
+        run_dir, log = _open_run(cfg, p, ctx)
+        if ctx.enabled:
+            p.net = DistributedDataParallel(p.model, device_ids=[device.index] if device.type == "cuda" else None)
+        _train(cfg, p, run_dir, log)
+    finally:
+        ctx.close()
     return read_json(run_dir / "manifest.json")
 
 
-def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, noise_gen):
+def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
     n = len(p.inputs.dataset)
+    total_steps = max(1, math.ceil(cfg.epochs * n / cfg.batch))
+    noise_gen = torch.Generator(device=p.device).manual_seed(cfg.seed + 1)
+    state = load_latest_checkpoint(run_dir, map_location=p.device) if cfg.resume else None
+    if state is not None:
+        p.model.load_state_dict(state["model"])
+        p.optimizer.load_state_dict(state["optimizer"])
+        noise_gen.set_state(state["noise_rng"].cpu() if p.device.type == "cpu" else state["noise_rng"])
+        step, images_seen = int(state["step"]), int(state["images_seen"])
+        log.info("resuming at step %d (%d images seen) of %d", step, images_seen, total_steps)
+    else:
+        log.info("%d particles, box %d px at %.3f Å/px, %d beads, %d steps of %d images on %s%s",
+                 n, p.inputs.dataset.box, p.inputs.dataset.apix, len(p.inputs.reference.beads),
+                 total_steps, cfg.batch, p.device,
+                 f" × {p.ctx.world_size} processes" if p.ctx.enabled else "")
+        step = images_seen = 0
+        if p.ctx.is_main:
+            _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
+    _train_loop(cfg, p, run_dir, log, step, images_seen, total_steps, noise_gen)
+
+
+def _should_stop(cfg, p: _Parts, step: int, t0: float) -> str | None:
+    if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
+        return "steps"
+    if cfg.max_minutes is not None:
+        late = time.perf_counter() - t0 > 60 * cfg.max_minutes
+        if p.ctx.broadcast_flag(late, p.device):
+            return "time"
+    return None
+
+
+def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, noise_gen):
+    n, main = len(p.inputs.dataset), p.ctx.is_main
     guard = NonFiniteGuard(p.model, p.optimizer, log)
-    progress = Progress(run_dir, total_steps * cfg.batch, images_seen)
-    progress.truncate_after(step)
+    progress = Progress(run_dir, total_steps * cfg.batch, images_seen) if main else None
+    if main:
+        progress.truncate_after(step)
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last = None
     t0 = last_preview = time.perf_counter()
     while step < total_steps:
-        if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
-            log.info("stopping at step %d as asked (--stop-after-steps)", step)
-            progress.close()
-            return
-        if cfg.max_minutes is not None and time.perf_counter() - t0 > 60 * cfg.max_minutes:
-            log.info("time limit of %g min reached at step %d; continue with --resume", cfg.max_minutes, step)
-            _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
-            _evaluate(cfg, p, run_dir, step, images_seen, log, status="stopped (time limit)",
-                      last=(last[0][:8].detach(), last[1][:8].detach()) if last else None)
+        stop = _should_stop(cfg, p, step, t0)
+        if stop:
+            log.info("stopping at step %d (%s); continue with --resume", step,
+                     "--stop-after-steps" if stop == "steps" else f"time limit of {cfg.max_minutes:g} min")
+            if main:
+                _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
+                _evaluate(cfg, p, run_dir, step, images_seen, log, status="stopped",
+                          last=(last[0][:8].detach(), last[1][:8].detach()) if last else None)
             break
-        batch = p.inputs.dataset.batch(batch_rows(step, cfg.batch, n, cfg.seed), p.device)
-        total, terms, last = _losses(cfg, p, batch, images_seen, noise_gen)
+        rows = batch_rows(step, cfg.batch, n, cfg.seed)
+        eps = torch.randn((cfg.batch, cfg.zdim), generator=noise_gen, device=p.device)
+        batch = p.inputs.dataset.batch(shard(rows, p.ctx), p.device)
+        total, terms, last = _losses(cfg, p, batch, shard(eps, p.ctx), images_seen)
         p.optimizer.zero_grad(set_to_none=True)
         total.backward()
         if not guard.check(total.detach(), step):
@@ -221,9 +279,11 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
         p.optimizer.step()
         step += 1
         images_seen += cfg.batch
-        progress.record(step, cfg.batch, {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}})
         if step % 50 == 0:
             guard.mark_good()
+        if not main:
+            continue
+        progress.record(step, cfg.batch, {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}})
         if step % cfg.checkpoint_every == 0 or step == total_steps:
             _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
         if step % eval_every == 0 or step == total_steps:
@@ -233,6 +293,8 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
                 last_preview = time.perf_counter()
             _evaluate(cfg, p, run_dir, step, images_seen, log, status="finished" if final else "running",
                       last=(last[0][:8].detach(), last[1][:8].detach()) if preview else None)
-    progress.close()
-    log.info("finished %d steps in %.1f s (%.0f images/s)", step, time.perf_counter() - t0,
-             progress.images_per_s)
+    if main:
+        progress.close()
+        log.info("finished %d steps in %.1f s (%.0f images/s)", step, time.perf_counter() - t0,
+                 progress.images_per_s)
+    p.ctx.barrier()

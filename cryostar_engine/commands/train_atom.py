@@ -10,7 +10,10 @@ Example usage
   cryostar-engine train-atom --particles run_data.star --model docked.pdb --map consensus.mrc \\
       --out atom_run --box 128 --epochs 20 --low-pass 8
   cryostar-engine train-atom --out atom_run --resume          # after an interruption
+  torchrun --standalone --nproc_per_node=4 -m cryostar_engine train-atom ...   # 4 GPUs (DDP)
 """
+import os
+
 from ..atom.config import ESSENTIAL, AtomConfig, load_config_file
 from ..atom.training import train_atom
 from ._dataclass_args import add_dataclass_args, dataclass_from_args
@@ -25,4 +28,5 @@ def main(args):
     base = load_config_file(args.config) if args.config else {}
     cfg = dataclass_from_args(AtomConfig, args, base)
     manifest = train_atom(cfg)
-    print(f"z: {cfg.out}/z.npy ({manifest['particles']} particles); status {manifest['status']}")
+    if os.environ.get("RANK", "0") == "0":
+        print(f"z: {cfg.out}/z.npy ({manifest['particles']} particles); status {manifest['status']}")

@@ -1,10 +1,11 @@
 """Training infrastructure shared by both stages: run folders, checkpoints, guards, progress."""
+from .distributed import DistContext, init_distributed, shard
 from .checkpoint import list_checkpoints, load_latest_checkpoint, save_checkpoint
 from .guard import NonFiniteGuard, TrainingDiverged
 from .progress import Progress, run_logger
 from .rundir import prepare_run_dir, read_json, write_json
 from .runtime import configure_cpu, resolve_device, seed_everything
 
-__all__ = ["list_checkpoints", "load_latest_checkpoint", "save_checkpoint", "NonFiniteGuard",
+__all__ = ["DistContext", "init_distributed", "shard", "list_checkpoints", "load_latest_checkpoint", "save_checkpoint", "NonFiniteGuard",
            "TrainingDiverged", "Progress", "run_logger", "prepare_run_dir", "read_json",
            "write_json", "configure_cpu", "resolve_device", "seed_everything"]
