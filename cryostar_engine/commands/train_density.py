@@ -39,6 +39,9 @@ def add_args(p):
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out")
+    p.add_argument("--k", type=int, help="k-means states given a volume (default 10)")
+    p.add_argument("--pcs", type=int, help="PC trajectories given volumes (default 3)")
+    p.add_argument("--points", type=int, help="volumes per PC trajectory (default 10)")
 
 
 def _config(args) -> DensityConfig:
@@ -51,7 +54,9 @@ def _config(args) -> DensityConfig:
         datadir=str(Path(args.datadir).resolve()) if args.datadir else None, box=args.box,
         epochs=args.epochs or 20, batch_size=args.batch, lr=args.lr, hidden=args.hidden,
         residual_layers=args.residual_layers, f_std=args.f_std, precision=args.precision,
-        device=args.device, threads=args.threads, seed=args.seed)
+        device=args.device, threads=args.threads, seed=args.seed,
+        **{field: value for field, value in (("n_clusters", args.k), ("n_pcs", args.pcs),
+                                             ("n_pc_points", args.points)) if value is not None})
 
 
 def main(args):
