@@ -43,7 +43,9 @@ def _parseArgs(argv):
     p = argparse.ArgumentParser(prog="python -m cryostar_plugin.demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="demo_output", help="folder for the project (default demo_output)")
     p.add_argument("--epochs", type=float, default=60, help="atom-generator epochs (default 60)")
-    p.add_argument("--density-epochs", type=int, default=3, help="density-generator epochs (default 3)")
+    p.add_argument("--density-epochs", type=int, default=4, help="density-generator epochs (default 4)")
+    p.add_argument("--density-width", type=int, default=256,
+                   help="density network width (default 256; 1024 is the method's, for GPUs)")
     p.add_argument("--box", type=int, default=32, help="training box in px (default 32)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the engine (default 2)")
     p.add_argument("--gpu", action="store_true", help="train on GPU 0 (default: CPU)")
@@ -52,6 +54,7 @@ def _parseArgs(argv):
 
 def _launch(project, prot, what):
     t0 = time.time()
+    prot.setObjLabel(what.split(" (")[0])
     print(f"[demo] {what} ...", flush=True)
     project.launchProtocol(prot, wait=True)
     if not prot.isFinished():
@@ -80,20 +83,17 @@ def runDemo(args):
     gpu = dict(useGpu=True, gpuList="0") if args.gpu else dict(useGpu=False)
 
     imp = _launch(project, project.newProtocol(
-        ProtImportParticles, objLabel="import particles (RELION star)",
-        importFrom=ProtImportParticles.IMPORT_FROM_RELION, starFile=STAR, samplingRate=2.0,
+        ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION, starFile=STAR, samplingRate=2.0,
         magnification=10000), "import particles")
     vol = _launch(project, project.newProtocol(
-        ProtImportVolumes, objLabel="import consensus map", filesPath=os.path.dirname(MAP),
+        ProtImportVolumes, filesPath=os.path.dirname(MAP),
         filesPattern=os.path.basename(MAP), samplingRate=2.0), "import consensus map")
-    pdb = project.newProtocol(ProtImportPdb, objLabel="import reference model",
-                              inputPdbData=ProtImportPdb.IMPORT_FROM_FILES, pdbFile=MODEL)
+    pdb = project.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES, pdbFile=MODEL)
     pdb.inputVolume.set(vol)
     pdb.inputVolume.setExtended("outputVolume")
     _launch(project, pdb, "import reference model")
 
-    check = project.newProtocol(ProtCryoStarCheckInputs, objLabel="cryostar - check inputs",
-                                maxParticles=384)
+    check = project.newProtocol(ProtCryoStarCheckInputs, maxParticles=384)
     check.inputParticles.set(imp)
     check.inputParticles.setExtended("outputParticles")
     check.inputAtomStruct.set(pdb)
@@ -104,7 +104,7 @@ def runDemo(args):
     lowPass = max(float(check.getReport().get("suggested_low_pass_A", 8.0)), 2.5 * trainApix)
 
     train = project.newProtocol(
-        ProtCryoStarTrainAtom, objLabel="cryostar - train atom generator", boxSize=args.box,
+        ProtCryoStarTrainAtom, boxSize=args.box,
         numEpochs=args.epochs, zDim=4, lowPass=round(lowPass, 1), numClusters=6, numPcs=2,
         numPoints=8, doCheckInputs=False, numberOfThreads=args.threads, **gpu)
     train.inputParticles.set(imp)
@@ -114,23 +114,22 @@ def runDemo(args):
     _launch(project, train, f"train atom generator ({args.epochs:g} epochs, box {args.box}, "
                             f"low-pass {lowPass:.1f} Å from check inputs)")
 
-    analyze = project.newProtocol(ProtCryoStarAnalyze, objLabel="cryostar - analyze (k=4)",
-                                  numClusters=4, numPcs=2, numPoints=8)
+    analyze = project.newProtocol(ProtCryoStarAnalyze, numClusters=4, numPcs=2, numPoints=8)
     analyze.inputTraining.set(train)
     _launch(project, analyze, "analyze latent space (4 states)")
 
     density = None
     if hasattr(protMod, "ProtCryoStarTrainDensity"):
         density = project.newProtocol(protMod.ProtCryoStarTrainDensity,
-                                      objLabel="cryostar - train density generator",
                                       boxSize=args.box, numEpochs=args.density_epochs,
+                                      hidden=args.density_width, residualLayers=2,
+                                      batchSize=32, numClusters=4, numPcs=2, numPoints=8,
                                       numberOfThreads=args.threads, **gpu)
         density.inputParticles.set(train)
         density.inputParticles.setExtended("Particles")
         _launch(project, density, "train density generator")
 
-    subset = project.newProtocol(ProtCryoStarSubset, objLabel="cryostar - subset per state",
-                                 doPerCluster=True)
+    subset = project.newProtocol(ProtCryoStarSubset, doPerCluster=True)
     subset.inputAnalysis.set(analyze)
     _launch(project, subset, "particles subset (one set per state)")
 

@@ -223,7 +223,7 @@ def chimeraxScript(title, series, volume=None, showOnly=None):
              "# Open with: chimerax this_file.cxc   (or `open this_file.cxc` inside ChimeraX)"]
     first = 1
     if volume is not None:
-        ox, oy, oz = volume.origin
+        ox, oy, oz = (float(v) + 0.0 for v in volume.origin)   # + 0.0: no "-0"
         lines += [f'open "{os.path.abspath(volume.path)}" format mrc',
                   f"volume #1 voxelSize {volume.voxelSize:g} origin {ox:g},{oy:g},{oz:g}",
                   "volume #1 style surface transparency 0.65 color silver"]

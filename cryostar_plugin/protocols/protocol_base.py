@@ -168,7 +168,7 @@ class ProtCryoStarBase(EMProtocol):
     def _getDevice(self):
         return "cuda" if self.usesGpu() else "cpu"
 
-    def runEngine(self, subcommand, args, gpus=None):
+    def runEngine(self, subcommand, args, gpus=None, useExtraParams=True):
         """Run ``cryostar-engine <subcommand> <args> <extraParams>`` as a job of this protocol.
 
         The engine's stderr is shown as usual and also kept in ``logs/engine.stderr``; when the
@@ -179,8 +179,10 @@ class ProtCryoStarBase(EMProtocol):
         subcommand : engine sub-command, e.g. ``"check-inputs"``.
         args : list of str/number arguments (quoted here).
         gpus : GPU ids for ``CUDA_VISIBLE_DEVICES``; None leaves it unset.
+        useExtraParams : append the form's "Extra engine flags" (False for the auxiliary
+            commands of a protocol whose extra flags belong to its main command).
         """
-        extra = self.extraParams.get() if hasattr(self, "extraParams") else ""
+        extra = self.extraParams.get() if useExtraParams and hasattr(self, "extraParams") else ""
         argStr = " ".join(shlex.quote(str(a)) for a in args)
         if extra:
             argStr += " " + extra.strip()

@@ -21,7 +21,7 @@ import pyworkflow.protocol.params as params
 from pwem.objects import ParticleFlex, SetOfAtomStructFlex, SetOfParticlesFlex
 from pwem.protocols import ProtFlexBase
 
-from ..constants import CHECKPOINT, CLUSTER_SIZE, CONFIG, CRYOSTAR, RUN_DIR
+from ..constants import CHECKPOINT, CLUSTER_SIZE, CONFIG, CRYOSTAR, MODEL_SHIFT, RUN_DIR
 from ..outputs import readJson, zRowsByObjId
 from .analysis_outputs import CENTRES, TRAJECTORIES, AnalysisOutputsMixin
 from .protocol_base import ProtCryoStarBase
@@ -39,6 +39,8 @@ TRAIN_FLAGS = {
     "checkpointEvery": "--checkpoint-every",
 }
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+#: Passed with --resume so that the resumed run goes to the end (see _getTrainArgs).
+NO_STEP_LIMIT = 2 ** 62
 NEW_RUN = "not doContinue"
 
 
@@ -217,7 +219,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
     def checkInputsStep(self):
         args = self._inputArgs() + ["--out", self._enginePath("checkDir"),
                                     "--max-particles", 2000]
-        self.runEngine("check-inputs", args)
+        self.runEngine("check-inputs", args, useExtraParams=False)
 
     def _getTrainBox(self):
         box = self.getInputParticles().getXDim()
@@ -244,7 +246,9 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         if src.doInvert:
             args.append("--invert-contrast")
         if resume:
-            args.append("--resume")
+            # a step limit of the interrupted run (tests: --stop-after-steps) must not stop the
+            # resumed one: the engine keeps the saved one unless another is given
+            args += ["--resume", "--stop-after-steps", NO_STEP_LIMIT]
         return [str(a) for a in args]
 
     def trainStep(self):
@@ -252,14 +256,23 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         resume = os.path.isfile(self._enginePath("runMarker"))  # continued or re-launched run
         if resume:
             self.info("Resuming the training from its last checkpoint.")
-        self.runEngine("train-atom", self._getTrainArgs(resume), gpus=self._getEngineGpus())
+        try:
+            self.runEngine("train-atom", self._getTrainArgs(resume), gpus=self._getEngineGpus())
+        except Exception as err:
+            raise RuntimeError(f"{err}{self._resumeHint()}") from err
         manifest = self._readRunManifest()
         if manifest is None or manifest.get("status") != "finished":
             step = manifest.get("step") if manifest else None
-            raise RuntimeError(
-                f"The engine stopped before the end of training (last evaluation at step "
-                f"{step}); its checkpoints are kept in {self._enginePath('runDir')}. Use "
-                "'Continue' to resume from the last checkpoint.")
+            raise RuntimeError(f"The engine stopped before the end of training (last "
+                               f"evaluation at step {step}).{self._resumeHint()}")
+
+    def _resumeHint(self):
+        """Tells the user how to resume when the run already has a checkpoint."""
+        folder = os.path.join(self._enginePath("runDir"), "checkpoints")
+        if os.path.isdir(folder) and any(f.endswith(".pt") for f in os.listdir(folder)):
+            return (f" Its checkpoints are kept in {folder}: use 'Continue' to resume from the "
+                    "last one.")
+        return ""
 
     def analyzeStep(self):
         self._createFilenameTemplates()
@@ -268,7 +281,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                 "--seed", self._source().seed.get(), "--device", "cpu"]
         if os.path.exists(self._enginePath("map")):
             args += ["--map", self._enginePath("map")]
-        self.runEngine("analyze", args)
+        self.runEngine("analyze", args, useExtraParams=False)
 
     def createOutputStep(self):
         self._createFilenameTemplates()
@@ -292,6 +305,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         info.setAttr(RUN_DIR, runDir)
         info.setAttr(CHECKPOINT, self._lastCheckpoint(manifest))
         info.setAttr(CONFIG, os.path.join(runDir, manifest["config"]))
+        info.setAttr(MODEL_SHIFT, [float(v) for v in self.getEngineShift()])
         self._defineOutputs(Particles=out)
         self._defineSourceRelation(self._getParticlesPointer(), out)
         self._defineSourceRelation(self._getAtomStructPointer(), out)

@@ -84,10 +84,11 @@ class CryoStarViewer(EmProtocolViewer):
         return prot.getTraining()
 
     def _getAnalysisDir(self):
-        prot = self.protocol
+        """The analysis whose k-means states colour the plots (None: no colours)."""
         if self._isDensity():
-            return self._getTraining().getAnalysisDir()
-        return prot.getAnalysisDir()
+            train = self._getTraining()
+            return train.getAnalysisDir() if train is not None else None
+        return self.protocol.getAnalysisDir()
 
     def _path(self, name):
         """Absolute path of a viewer file (``extra/viewer/name``), remembered in
@@ -106,6 +107,10 @@ class CryoStarViewer(EmProtocolViewer):
 
     def _table(self):
         train = self._getTraining()
+        if train is None:   # density run on particles from elsewhere: its own star, no states
+            prot = self.protocol
+            return plots.latentTable(prot.inputParticles.get(),
+                                     prot._enginePath("particlesStar"))
         return plots.latentTable(train.Particles, train._enginePath("particlesStar"),
                                  self._getAnalysisDir())
 

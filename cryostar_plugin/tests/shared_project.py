@@ -1,0 +1,114 @@
+"""One trained CryoSTAR project on the bundled AdK data, built once per test process.
+
+import particles (RELION star) + consensus map + reference model → train atom generator (tiny:
+box 24, 3 epochs; first stopped by the engine after 6 steps, then continued with Scipion's
+'Continue': it must resume from the step-4 checkpoint) → analyze latent space (k = 4) → train
+density generator (tiny network) → particles subset (one set per state).
+
+The map is imported with its origin at its corner (0, 0, 0) and the model docked against it
+(moved by +48 Å): the plugin centres the model for the engine, and every output (models,
+volumes, ChimeraX scripts) must come back in that user frame.
+
+The test classes that use it call :func:`sharedChain` in ``setUpClass`` and adopt its project
+(``cls.proj = chain.proj``), so the few minutes of CPU are spent once.
+"""
+import atexit
+import os
+import shutil
+import tempfile
+import types
+
+from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
+from pyworkflow.tests import BaseTest, setupTestProject
+
+from cryostar_plugin.model_frame import write_shifted_model
+from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset,
+                                       ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, "data")
+STAR = os.path.join(DATA, "adk_sim48", "particles.star")
+MAP = os.path.join(DATA, "adk_sim48", "ideal_map_frame048.mrc")
+MODEL = os.path.join(DATA, "adk_models", "adk_ref_frame048.pdb")
+HALF = 48.0          # half the 48-px box at 2 Å/px
+N_PART = 384
+TRAIN = dict(boxSize=24, numEpochs=3, zDim=3, batchSize=64, lowPass=10.0, numClusters=3,
+             numPcs=2, numPoints=4, checkpointEvery=4, useGpu=False, numberOfThreads=1)
+TOTAL_STEPS = 18     # 3 epochs × 384 / 64
+DENSITY = dict(boxSize=16, numEpochs=1, batchSize=64, hidden=32, residualLayers=1,
+               numClusters=3, numPcs=2, numPoints=3, useGpu=False, numberOfThreads=1)
+
+_CHAIN = None
+
+
+class TestCryoStarSharedProject(BaseTest):
+    """Holder of the shared project (its name is the project's); it has no tests."""
+
+
+def _build():
+    cls = TestCryoStarSharedProject
+    setupTestProject(cls)
+    c = types.SimpleNamespace(proj=cls.proj)
+    c.tmp = tempfile.mkdtemp(prefix="cryostar-workflow-")
+    atexit.register(shutil.rmtree, c.tmp, True)
+    c.modelFile = str(write_shifted_model(MODEL, os.path.join(c.tmp, "adk_corner.pdb"),
+                                          [HALF] * 3))
+    imp = cls.newProtocol(ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
+                          starFile=STAR, samplingRate=2.0, magnification=10000)
+    cls.launchProtocol(imp)
+    c.parts = imp.outputParticles
+    vol = cls.newProtocol(ProtImportVolumes, filesPath=os.path.dirname(MAP),
+                          filesPattern=os.path.basename(MAP), samplingRate=2.0,
+                          setOrigCoord=True, x=0.0, y=0.0, z=0.0)
+    cls.launchProtocol(vol)
+    c.map = vol.outputVolume
+    pdb = cls.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
+                          pdbFile=c.modelFile, inputVolume=c.map)
+    cls.launchProtocol(pdb)
+    c.model = pdb.outputPdb
+
+    # train, stopped by the engine after 6 steps (checkpoints every 4) ...
+    c.train = cls.newProtocol(ProtCryoStarTrainAtom, inputParticles=c.parts,
+                              inputAtomStruct=c.model, extraParams="--stop-after-steps 6",
+                              **TRAIN)
+    cls.proj.launchProtocol(c.train, wait=True)
+    c.stoppedFailed = c.train.isFailed()
+    c.stoppedError = c.train.getErrorMessage() or ""
+    # ... then continued (Scipion's Continue run mode): resumes from the step-4 checkpoint
+    c.train.extraParams.set("")
+    cls.launchProtocol(c.train)
+
+    c.analyze = cls.newProtocol(ProtCryoStarAnalyze, inputTraining=c.train, numClusters=4,
+                                numPcs=2, numPoints=5)
+    cls.launchProtocol(c.analyze)
+    c.density = cls.newProtocol(ProtCryoStarTrainDensity, **DENSITY)
+    c.density.inputParticles.set(c.train)              # as the GUI links an output
+    c.density.inputParticles.setExtended("Particles")
+    cls.launchProtocol(c.density)
+    c.subset = cls.newProtocol(ProtCryoStarSubset, inputAnalysis=c.analyze, doPerCluster=True)
+    cls.launchProtocol(c.subset)
+    return c
+
+
+def sharedChain():
+    """The shared project and its protocols (built on the first call)."""
+    global _CHAIN
+    if _CHAIN is None:
+        _CHAIN = _build()
+    os.chdir(_CHAIN.proj.getPath())
+    return _CHAIN
+
+
+class SharedChainTest(BaseTest):
+    """Base of the test classes working on the shared project."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.chain = sharedChain()
+        cls.proj = cls.chain.proj
+        for name in ("parts", "map", "model", "modelFile", "train", "analyze", "density",
+                     "subset"):
+            setattr(cls, name, getattr(cls.chain, name))
+
+    def setUp(self):
+        os.chdir(self.proj.getPath())
