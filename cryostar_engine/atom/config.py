@@ -73,6 +73,8 @@ class AtomConfig:
     eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
+    micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
+                                "memory; doubled automatically after a GPU out-of-memory error)")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
     max_minutes: float | None = _f(None, "stop cleanly (z, checkpoint, manifest written) after this wall time; "
                                    "continue later with --resume")

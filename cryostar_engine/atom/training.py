@@ -29,6 +29,7 @@ from .config import AtomConfig
 from .evaluate import REFERENCE_FILE, encode_all, encoder_input, save_z, write_preview
 from .forward import AtomForwardModel
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
+from .memory import check_gpu_memory, estimate_step_bytes
 from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_loss, kl_free_bits,
                      pair_distances)
 from .networks import AtomVAE
@@ -36,9 +37,10 @@ from .networks import AtomVAE
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS", "INVOCATION_FIELDS"]
 
 # Settings a resumed run may change when given; all others come from the run's config.json.
-RESUMABLE_FIELDS = ("epochs", "checkpoint_every", "eval_every_epochs", "max_cache_gb", "precision")
+RESUMABLE_FIELDS = ("epochs", "threads", "checkpoint_every", "eval_every_epochs", "max_cache_gb",
+                    "precision", "micro_batches")
 # Settings of one invocation only: never inherited from the run being resumed.
-INVOCATION_FIELDS = ("device", "threads", "stop_after_steps", "max_minutes")
+INVOCATION_FIELDS = ("device", "stop_after_steps", "max_minutes")
 
 
 def batch_rows(step: int, batch: int, n: int, seed: int) -> np.ndarray:
@@ -63,6 +65,7 @@ class _Parts:
     pairs: dict
     scale: float
     n_mask: float
+    memory_note: str = ""
     ctx: DistContext = field(default_factory=DistContext)
     net: torch.nn.Module | None = None     # the model, or its DDP wrapper
 
@@ -118,7 +121,11 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     with torch.no_grad():
         t = forward.target(ds.batch(rows, device)) * forward.mask
         scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
-    return _Parts(inputs, model, forward, optimizer, device, pairs, scale, float(forward.mask.sum()))
+    estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(pairs["all"]),
+                                   sum(t.numel() for t in model.parameters()))
+    memory_note = check_gpu_memory(estimate, device, cfg.batch, ds.box)
+    return _Parts(inputs, model, forward, optimizer, device, pairs, scale, float(forward.mask.sum()),
+                  memory_note=memory_note)
 
 
 def _losses(cfg, p: _Parts, batch, eps, images_seen):
@@ -142,6 +149,38 @@ def _losses(cfg, p: _Parts, batch, eps, images_seen):
              + cfg.en_weight * terms["elastic"] + cfg.clash_weight * terms["clash"]
              + beta * terms["kl"] / p.n_mask)
     return total, terms, (target, pred)
+
+
+def _step(cfg, p: _Parts, batch, eps, images_seen, micro: int):
+    """Forward and backward of one step in ``micro`` equal chunks (gradient accumulation; DDP
+    synchronises only on the last chunk).  ``micro > 1`` is how an out-of-memory GPU backs off
+    without changing the batch, and so the schedule: the losses are the same means, except that
+    the elastic-network relaxation sees each chunk's variance instead of the whole batch's."""
+    p.optimizer.zero_grad(set_to_none=True)
+    n = batch.rows.shape[0]
+    chunks = torch.arange(n, device=batch.rows.device).chunk(micro)
+    total_sum, term_sums, last = 0.0, {}, None
+    for i, idx in enumerate(chunks):
+        sync_later = p.ctx.enabled and i < len(chunks) - 1
+        with p.net.no_sync() if sync_later else contextlib.nullcontext():
+            total, terms, last = _losses(cfg, p, batch.select(idx), eps[idx], images_seen)
+            weight = len(idx) / n
+            (total * weight).backward()
+        total_sum = total_sum + total.detach() * weight
+        for k, v in terms.items():
+            term_sums[k] = term_sums.get(k, 0.0) + v.detach() * weight
+    return total_sum, term_sums, last
+
+
+def _back_off(micro: int, local_batch: int, log, device) -> int:
+    """After a CUDA out-of-memory error: split each step into twice as many chunks."""
+    if 2 * micro > local_batch:
+        raise InputError(f"out of GPU memory even with one image per chunk on {device}; "
+                         "use a smaller --box (or a larger --low-pass)")
+    torch.cuda.empty_cache()
+    log.warning("out of GPU memory: each step of %d images now runs as %d chunks of %d "
+                "(same batch and schedule)", local_batch, 2 * micro, local_batch // (2 * micro))
+    return 2 * micro
 
 
 def _checkpoint(cfg, p: _Parts, run_dir, step, images_seen, noise_gen):
@@ -236,6 +275,7 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
         step = images_seen = 0
         if p.ctx.is_main:
             _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
+    log.info(p.memory_note)
     _train_loop(cfg, p, run_dir, log, step, images_seen, total_steps, noise_gen)
 
 
@@ -256,7 +296,7 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
     if main:
         progress.truncate_after(step)
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
-    last = None
+    last, micro = None, cfg.micro_batches
     t0 = last_preview = time.perf_counter()
     while step < total_steps:
         stop = _should_stop(cfg, p, step, t0)
@@ -271,10 +311,12 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
         rows = batch_rows(step, cfg.batch, n, cfg.seed)
         eps = torch.randn((cfg.batch, cfg.zdim), generator=noise_gen, device=p.device)
         batch = p.inputs.dataset.batch(shard(rows, p.ctx), p.device)
-        total, terms, last = _losses(cfg, p, batch, shard(eps, p.ctx), images_seen)
-        p.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        if not guard.check(total.detach(), step):
+        try:
+            total, terms, last = _step(cfg, p, batch, shard(eps, p.ctx), images_seen, micro)
+        except torch.OutOfMemoryError:
+            micro = _back_off(micro, len(batch.rows), log, p.device)
+            continue
+        if not guard.check(total, step):
             continue
         p.optimizer.step()
         step += 1
@@ -283,7 +325,7 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
             guard.mark_good()
         if not main:
             continue
-        progress.record(step, cfg.batch, {"loss": total.detach(), **{k: v.detach() for k, v in terms.items()}})
+        progress.record(step, cfg.batch, {"loss": total, **terms})
         if step % cfg.checkpoint_every == 0 or step == total_steps:
             _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
         if step % eval_every == 0 or step == total_steps:
@@ -297,4 +339,6 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
         progress.close()
         log.info("finished %d steps in %.1f s (%.0f images/s)", step, time.perf_counter() - t0,
                  progress.images_per_s)
+        if p.device.type == "cuda":
+            log.info("peak GPU memory: %.2f GiB", torch.cuda.max_memory_allocated(p.device) / 2**30)
     p.ctx.barrier()

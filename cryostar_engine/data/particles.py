@@ -41,6 +41,11 @@ class Batch:
     shifts_px: torch.Tensor
     ctf: CtfParams
 
+    def select(self, idx) -> "Batch":
+        """The sub-batch of entries ``idx`` (indices into this batch)."""
+        return Batch(rows=self.rows[idx], images=self.images[idx], rotations=self.rotations[idx],
+                     shifts_px=self.shifts_px[idx], ctf=self.ctf.index(idx))
+
 
 class ParticleDataset:
     """Images, poses and CTF of the particles of one star file, at a working box size."""

@@ -7,6 +7,8 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 __all__ = ["Progress", "run_logger"]
 
 
@@ -62,7 +64,10 @@ class Progress:
     def record(self, step: int, images: int, losses: dict) -> None:
         """Add ``images`` to the count; append ``step, images_seen, <losses>`` to the csv."""
         self.done += images
-        row = {"step": step, "images_seen": self.done, **{k: f"{float(v):.6g}" for k, v in losses.items()}}
+        values = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu().reshape(())
+                              for v in losses.values()]).tolist()   # one device sync, not one per term
+        losses = dict(zip(losses, values))
+        row = {"step": step, "images_seen": self.done, **{k: f"{v:.6g}" for k, v in losses.items()}}
         new = self._fields is None
         if new:
             self._fields = list(row)

@@ -1,0 +1,35 @@
+"""Stage-1 memory: estimate what a training step needs before any GPU time is spent."""
+from __future__ import annotations
+
+import torch
+
+from ..errors import InputError
+
+__all__ = ["estimate_step_bytes", "check_gpu_memory"]
+
+
+def estimate_step_bytes(batch: int, box: int, n_beads: int, n_pairs: int, n_params: int) -> int:
+    """Rough peak bytes of one training step (float32 activations kept for the backward pass).
+
+    Per image: the two ``(N, D)`` Gaussian factors and their temporaries (~8 copies), ~12
+    ``D²`` images (projection, spectra, CTF, target, masks), the pair distances (~6 ``P``) and
+    coordinate temporaries; plus the parameters, gradients and the two AdamW moments.
+    """
+    per_image = 4 * (8 * n_beads * box + 12 * box * box + 6 * n_pairs + 12 * n_beads * 3)
+    return int(batch * per_image + 16 * n_params)
+
+
+def check_gpu_memory(estimate: int, device: torch.device, batch: int, box: int) -> str:
+    """Refuse a step that cannot fit in the GPU's free memory, saying what to change; return a
+    one-line summary for the log."""
+    if device.type != "cuda":
+        return f"estimated memory per step: {estimate / 2**30:.2f} GiB"
+    free, total = torch.cuda.mem_get_info(device)
+    if estimate > 0.9 * free:
+        fit = max(1, int(batch * 0.9 * free / estimate))
+        raise InputError(
+            f"one step at --batch {batch}, box {box} px needs about {estimate / 2**30:.1f} GiB but "
+            f"{device} has {free / 2**30:.1f} of {total / 2**30:.1f} GiB free; use --batch {fit} or "
+            "a smaller --box (or a larger --low-pass, which lowers the default box)")
+    return (f"estimated GPU memory per step: {estimate / 2**30:.2f} GiB of {free / 2**30:.1f} GiB free "
+            f"on {torch.cuda.get_device_name(device)}")
