@@ -27,7 +27,8 @@ def image_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 def pair_distances(coords: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
     """``(B, N, 3)`` coordinates, ``(P, 2)`` pairs → ``(B, P)`` distances (Å).  Gather all the
     restraint pairs in one call: each gather costs a scatter in the backward pass."""
-    return (coords[:, pairs[:, 0]] - coords[:, pairs[:, 1]]).norm(dim=-1)
+    diff = coords.index_select(1, pairs[:, 0]) - coords.index_select(1, pairs[:, 1])
+    return torch.sqrt((diff * diff).sum(-1) + 1e-12)
 
 
 def continuity_loss(d, d0) -> torch.Tensor:
