@@ -3,8 +3,8 @@
     python -m cryostar_plugin.demo --out demo_output
 
 Imports the particles (RELION star), the consensus map and the docked reference model, then
-runs check inputs → train atom generator → analyze latent space → train density generator (when
-the engine has it) → particles subset, writes the viewer figures and ChimeraX scripts, and prints
+runs check inputs → train atom generator → analyze latent space → train density generator →
+particles subset, writes the viewer figures and ChimeraX scripts, and prints
 where everything is and how to open the project in the Scipion GUI.
 
 pyworkflow reads its configuration when first imported, and importing this module already
@@ -49,6 +49,7 @@ def _parseArgs(argv):
     p.add_argument("--box", type=int, default=32, help="training box in px (default 32)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the engine (default 2)")
     p.add_argument("--gpu", action="store_true", help="train on GPU 0 (default: CPU)")
+    p.add_argument("--no-density", action="store_true", help="skip the density generator")
     return p.parse_args(argv)
 
 
@@ -71,8 +72,8 @@ def runDemo(args):
     from pyworkflow.project import Manager
 
     from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarCheckInputs,
-                                           ProtCryoStarSubset, ProtCryoStarTrainAtom)
-    from cryostar_plugin import protocols as protMod
+                                           ProtCryoStarSubset, ProtCryoStarTrainAtom,
+                                           ProtCryoStarTrainDensity)
     from cryostar_plugin.viewers import writeAllFigures
 
     manager = Manager()
@@ -119,8 +120,8 @@ def runDemo(args):
     _launch(project, analyze, "analyze latent space (4 states)")
 
     density = None
-    if hasattr(protMod, "ProtCryoStarTrainDensity"):
-        density = project.newProtocol(protMod.ProtCryoStarTrainDensity,
+    if not args.no_density:
+        density = project.newProtocol(ProtCryoStarTrainDensity,
                                       boxSize=args.box, numEpochs=args.density_epochs,
                                       hidden=args.density_width, residualLayers=2,
                                       batchSize=32, numClusters=4, numPcs=2, numPoints=8,
@@ -165,10 +166,10 @@ def _report(r, out, seconds):
         p(f"\n{d.getObjLabel()} ({d.getRunName()}):")
         for line in d.summary():
             p(f"  {line}")
-        p(f"  maps:     {d.getRunDir()}/vol_*.mrc")
+        p(f"  maps:     {d.getRunDir()}/vol_*.mrc (Volumes output)")
         p(f"  ChimeraX: chimerax {d.getChimeraScript()}")
     else:
-        p("\n(train density generator: not available in this engine version; skipped)")
+        p("\n(train density generator: skipped)")
     p(f"\n{subset.getObjLabel()}:")
     for line in subset.summary():
         p(f"  {line}")

@@ -27,7 +27,8 @@ from .model_frame import write_shifted_model
 
 __all__ = ["readStarImageIds", "zRowsByObjId", "readJson", "writeJson", "readAnalysisManifest",
            "StructurePoint", "analysisPoints", "splitPdbModels", "writeUserFrameModels",
-           "MapDisplay", "chimeraxScript", "writeChimeraxScript", "MODEL_FRAME_FILE"]
+           "MapDisplay", "chimeraxScript", "writeChimeraxScript", "volumeSeriesScript",
+           "MODEL_FRAME_FILE"]
 
 #: Written by the protocols' conversion step next to the engine's inputs: how the reference
 #: model was moved into the engine frame (``{"shift_A": [x, y, z], "frame": ...}``).
@@ -248,3 +249,38 @@ def writeChimeraxScript(path, title, series, volume=None, showOnly=None):
     with open(path, "w") as f:
         f.write(chimeraxScript(title, series, volume, showOnly))
     return path
+
+
+def volumeSeriesScript(title, series, voxelSize, origin, consensus=None):
+    """Text of a ``.cxc`` that opens each volume series (``vseries true``) at ``origin``.
+
+    Parameters
+    ----------
+    title : comment line.
+    series : list of ``(label, [mrc paths])``; each becomes one series model (after the
+        consensus map, when given); only the first is shown at start.
+    voxelSize, origin : Å and Å (xyz) of every volume (the Scipion frame of the user's model).
+    consensus : :class:`MapDisplay` of the consensus map, shown as a transparent surface.
+    """
+    ox, oy, oz = (float(v) + 0.0 for v in origin)
+    lines = [f"# {title}",
+             "# Each series is one model: play it with its slider or 'vseries play #N'.",
+             "# Open with: chimerax this_file.cxc   (or `open this_file.cxc` inside ChimeraX)"]
+    first = 1
+    if consensus is not None:
+        cx, cy, cz = (float(v) + 0.0 for v in consensus.origin)
+        lines += [f'open "{os.path.abspath(consensus.path)}" format mrc',
+                  f"volume #1 voxelSize {consensus.voxelSize:g} origin {cx:g},{cy:g},{cz:g}",
+                  "volume #1 style mesh color silver",
+                  "hide #1 models"]
+        first = 2
+    for i, (label, paths) in enumerate(series):
+        m = first + i
+        files = " ".join(f'"{os.path.abspath(p)}"' for p in paths)
+        lines += [f"# #{m}: {label} ({len(paths)} volumes)",
+                  f"open {files} format mrc vseries true",
+                  f"volume #{m} voxelSize {voxelSize:g} origin {ox:g},{oy:g},{oz:g}"]
+        if i > 0:
+            lines.append(f"hide #{m} models")
+    lines.append("view")
+    return "\n".join(lines) + "\n"

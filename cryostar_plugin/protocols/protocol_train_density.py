@@ -18,7 +18,7 @@ from pyworkflow.object import Integer, String
 from ..constants import (CLUSTER, CRYOSTAR, FRAME, KIND, MODEL_SHIFT, PARTICLE_ID, PARTICLE_ROW,
                          PC, RUN_DIR)
 from ..convert import writeParticlesStar
-from ..outputs import readJson, readStarImageIds
+from ..outputs import readJson, readStarImageIds, volumeSeriesScript
 from .protocol_base import ProtCryoStarBase
 
 __all__ = ["ProtCryoStarTrainDensity"]
@@ -93,6 +93,7 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
             "runDir": self._getExtraPath("train_density"),
             "runMarker": self._getExtraPath("train_density", "run.json"),
             "runManifest": self._getExtraPath("train_density", "manifest.json"),
+            "chimeraScript": self._getExtraPath("volumes.cxc"),
         })
 
     # --------------------------- STEPS functions ----------------------------------------------
@@ -165,6 +166,14 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
                 out.append(item)
         if out.getSize() and out.getFirstItem().getDim()[0] != box:
             raise RuntimeError(f"the volumes are not {box}³ as the manifest says")
+        train = self.getTraining()
+        script = volumeSeriesScript(
+            "CryoSTAR density generator: volumes at the k-means states and along the PCs",
+            [(name, [os.path.join(runDir, v) for v in series["volumes"]])
+             for name, series in man["series"].items()],
+            apix, origin, consensus=train.getMapDisplay() if train is not None else None)
+        with open(self._enginePath("chimeraScript"), "w") as f:
+            f.write(script)
         self._defineOutputs(Volumes=out)
         self._defineSourceRelation(self.inputParticles, out)
 
@@ -177,9 +186,8 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         return readJson(path) if os.path.exists(path) else None
 
     def getChimeraScript(self):
-        """The engine's ChimeraX script (volume series) of this run."""
-        man = self.getRunManifest() or {"files": {"chimerax": "volumes.cxc"}}
-        return os.path.join(self.getRunDir(), man["files"]["chimerax"])
+        """ChimeraX script of the volume series in the user's frame (``extra/volumes.cxc``)."""
+        return self._enginePath("chimeraScript")
 
     def getTraining(self):
         """The 'train atom generator' run that produced the input particles (None when another

@@ -3,13 +3,20 @@
 * ``test_plugin``      discovery through the entry point, bibtex, protocols.conf, engine command.
 * ``test_convert``     SetOfParticles → RELION star for the engine, checked against the original.
 * ``test_model_frame`` reference model → box-centred engine frame; uncentred models flagged.
+* ``test_protocols``   'check inputs' end to end; engine errors reach the protocol.
+* ``test_workflow``    the whole chain on one shared project (``shared_project``): import →
+  train atom generator (stopped, then continued: resumes) → analyze → train density → subset;
+  z row for row, models/volumes in the user's frame, subsets keep every attribute.
+* ``test_validation``  every ``_validate`` error from one bad input; engine error line in the log.
+* ``test_viewers``     viewer figures and ChimeraX scripts written headless; low-pass wizard.
+* ``test_train_atom``  form → engine command line; z → particle mapping.
 
 Run them with any of::
 
     pytest -q cryostar_plugin/tests                    # the repository's conftest.py sets a
                                                        # throw-away headless Scipion environment
-    scipion test cryostar_plugin.tests.test_convert    # inside a Scipion installation
-    python -m pyworkflow.apps.pw_run_tests cryostar_plugin.tests.test_convert
+    scipion test cryostar_plugin.tests.test_workflow   # inside a Scipion installation
+    python -m pyworkflow.apps.pw_run_tests cryostar_plugin.tests.test_workflow
 
 The last one needs the Scipion variables in the environment *before* Python starts
 (pyworkflow reads them at import), e.g. ``SCIPION_DOMAIN=pwem``, ``SCIPION_HOSTS=<hosts.conf>``

@@ -44,6 +44,20 @@ class _Form:
         self.errors.append(msg)
 
 
+class TestCryoStarViewerDiscovery(unittest.TestCase):
+    def test_viewer_and_wizard_found_by_domain(self):
+        import pwem
+        from pyworkflow.viewer import DESKTOP_TKINTER
+
+        from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarTrainAtom,
+                                               ProtCryoStarTrainDensity)
+        self.assertIn("CryoStarViewer", pwem.Domain.getViewers())
+        self.assertIn("CryoStarLowPassWizard", pwem.Domain.getWizards())
+        for prot in (ProtCryoStarTrainAtom, ProtCryoStarAnalyze, ProtCryoStarTrainDensity):
+            viewers = pwem.Domain.findViewers(prot.__name__, DESKTOP_TKINTER)
+            self.assertIn(CryoStarViewer, viewers, prot.__name__)
+
+
 class TestCryoStarViewers(SharedChainTest):
     def _viewer(self, prot):
         viewer = CryoStarViewer(project=self.proj, protocol=prot)
@@ -117,11 +131,16 @@ class TestCryoStarViewers(SharedChainTest):
         viewer = self._viewer(self.density)
         (series,) = viewer._showVolumeSeries()
         path, cmds = cxcCommands(series)
-        self.assertTrue(any("vseries true" in c for c in cmds))
-        folder = os.path.dirname(path)
+        opens = [re.findall(r'"([^"]+)"', c) for c in cmds if c.startswith("open")]
         man = self.density.getRunManifest()
-        for name, s in man["series"].items():
-            self.assertTrue(all(os.path.exists(os.path.join(folder, v)) for v in s["volumes"]))
+        # the consensus map, then one series per k-means / PC set, every file there
+        self.assertEqual([len(o) for o in opens[1:]],
+                         [len(s["volumes"]) for s in man["series"].values()])
+        self.assertTrue(all(os.path.exists(f) for o in opens for f in o))
+        self.assertEqual(sum("vseries true" in c for c in cmds), len(man["series"]))
+        # every series at the consensus map's origin (the user's frame), 6 Å voxels
+        self.assertIn("volume #2 voxelSize 6 origin 0,0,0", cmds)
+        self.assertIn("volume #1 voxelSize 2 origin 0,0,0", cmds)
         (slices,) = viewer._showVolumeSlices()
         self.assertEqual(type(slices).__name__, "ObjectView")
         # colours of the density run's latent plots come from the training's analysis

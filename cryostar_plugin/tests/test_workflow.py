@@ -11,7 +11,7 @@ from cryostar_plugin.constants import (CHECKPOINT, CHIMERA_SCRIPT, CLUSTER, CLUS
                                        FRAME, PARTICLE_ID, PARTICLE_ROW, PC, RUN_DIR)
 from cryostar_plugin.model_frame import read_atom_coords
 from cryostar_plugin.outputs import readStarImageIds, splitPdbModels
-from cryostar_plugin.protocols import ProtCryoStarSubset
+from cryostar_plugin.protocols import ProtCryoStarSubset, ProtCryoStarTrainAtom
 from cryostar_plugin.tests.shared_project import N_PART, TOTAL_STEPS, SharedChainTest
 
 
@@ -48,6 +48,28 @@ class TestCryoStarWorkflow(SharedChainTest):
         np.testing.assert_array_equal(steps, np.arange(1, TOTAL_STEPS + 1))
         man = self.train.getRunManifest()
         self.assertEqual((man["status"], man["step"]), ("finished", TOTAL_STEPS))
+
+    def test_continue_a_previous_run_for_more_epochs(self):
+        prot = self.newProtocol(ProtCryoStarTrainAtom, doContinue=True, continueRun=self.train,
+                                numEpochs=4, numClusters=3, numPcs=1, numPoints=3,
+                                useGpu=False, numberOfThreads=1)
+        self.launchProtocol(prot)
+        more = TOTAL_STEPS * 4 // 3
+        man = prot.getRunManifest()
+        self.assertEqual((man["status"], man["step"]), ("finished", more))
+        with open(os.path.join(prot.getRunDir(), "run.log")) as f:
+            self.assertIn(f"resuming at step {TOTAL_STEPS} ", f.read())
+        steps = np.loadtxt(os.path.join(prot.getRunDir(), "losses.csv"), delimiter=",",
+                           skiprows=1)[:, 0]
+        np.testing.assert_array_equal(steps, np.arange(1, more + 1))
+        self.assertEqual(self.train.getRunManifest()["step"], TOTAL_STEPS)   # source untouched
+        self.assertSetSize(prot.Particles, N_PART)
+        self.assertEqual(prot.getInputParticles().getObjId(), self.parts.getObjId())
+        z = np.load(os.path.join(prot.getRunDir(), "z.npy"))
+        zById = {p.getObjId(): p.getZFlex() for p in prot.Particles.iterItems()}
+        for row, pid in enumerate(self._starIds()):
+            np.testing.assert_allclose(zById[int(pid)], z[row], rtol=1e-6, atol=1e-7)
+        self.assertSetSize(prot.Trajectories, 3)
 
     # ------------------------------------------------------------------ Particles
     def test_particles_carry_engine_z_row_for_row(self):
