@@ -44,8 +44,12 @@ class DensityConfig:
     --------
     epochs, batch_size, lr, weight_decay : AdamW schedule; total images = epochs × N.
     f_std : Fourier normalisation; None → estimated from ``f_std_particles`` evenly spaced images.
-    precision : "auto" (bf16 autocast on CUDA, fp32 on CPU), "fp32" or "bf16".
+    precision : "auto" (bf16 autocast of the MLP on CUDA and on CPUs with native bf16, i.e.
+        AVX512-BF16 or AMX; fp32 elsewhere), "fp32" or "bf16".
     checkpoint_interval_s : seconds between checkpoints (also one at every epoch end).
+    guard_interval_steps : steps between read-backs of the losses and skip flags (the step
+        itself never waits for the device).
+    batch_size : the global batch; under ``torchrun`` it is split between the processes.
     """
 
     particles: str

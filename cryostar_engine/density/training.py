@@ -1,36 +1,57 @@
-"""Training the density generator with fixed latents (spec §4.3–4.4), resumable.
+"""Training the density generator with fixed latents (spec §4.3–4.4), resumable, on one or
+several processes.
 
 One step: a mini-batch of particles (star rows in a per-epoch shuffled order) → centred,
-normalised transforms on the half-disc → CTF · F(Rᵀk₂, z) → Fourier MSE → AdamW.
+normalised transforms on the half-disc → CTF · F(Rᵀk₂, z) → Fourier MSE → AdamW
+(:mod:`~cryostar_engine.density.step`; no host–device synchronisation inside it).
 The schedule counts *images seen* (``epochs × N``).  The order of epoch ``e`` is a permutation
 drawn from ``(seed, e)`` alone, so a run resumed from ``images_seen`` continues with exactly
-the batches it would have had.  Checkpoints (model, optimiser, step, images seen, RNG state,
-config, f_std) are written at every epoch end, every ``checkpoint_interval_s`` and on Ctrl-C.
+the batches it would have had.
+
+Bookkeeping every ``guard_interval_steps`` steps (and at every epoch end, stop and interrupt):
+the losses and finiteness flags of the steps since the last time are read back in one transfer
+and written to ``losses.csv`` (one row per applied step).  A step whose gradient was not finite
+was skipped on the device (parameters and optimiser state unchanged); it is reported then, and
+the learning rate is halved from that point on; more than 5 such steps in a row stop the run.
+Checkpoints (model, optimiser, step, images seen, RNG state, config, f_std) are written at every
+epoch end, at the first bookkeeping point after ``checkpoint_interval_s`` and on Ctrl-C.
+
+Several processes (``torchrun --nproc_per_node=K -m cryostar_engine train-density ...``): every
+global batch (``batch_size`` images) is split between the processes (:func:`shard`), each
+computes its share of the global-batch loss, DistributedDataParallel averages the gradients,
+and only rank 0 writes (run folder, log, ``losses.csv``, checkpoints, volumes).  The result is
+that of one process with the same global batch, up to float summation order.
 """
 from __future__ import annotations
 
+import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from .. import __version__
 from ..data.particles import ParticleDataset
 from ..errors import InputError
-from ..train import (NonFiniteGuard, Progress, configure_cpu, load_latest_checkpoint,
-                     prepare_run_dir, read_json, resolve_device, run_logger, save_checkpoint,
-                     seed_everything, write_json)
+from ..train import (DistContext, Progress, TrainingDiverged, configure_cpu, init_distributed,
+                     load_latest_checkpoint, prepare_run_dir, read_json, resolve_device,
+                     run_logger, save_checkpoint, seed_everything, shard, write_json)
 from .config import DensityConfig
 from .hartley import HalfGrid, half_grid
 from .inputs import DensityInputs, load_inputs
-from .loss import estimate_f_std, fourier_mse
+from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
-from .network import autocast
 from .results import write_outputs
-from .slicing import ctf_half, observed_slices, predict_slices
+from .step import StepSetup, ensure_fused, make_optimizer, train_step
 
 __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
+
+MAX_BAD_STEPS = 5       # consecutive non-finite steps before the run stops
+LR_FACTOR = 0.5         # learning-rate factor after each non-finite step
 
 
 def resume_config(out, epochs: int | None = None) -> DensityConfig:
@@ -55,21 +76,34 @@ class TrainState:
 
 
 class DensityTrainer:
-    """Holds the data, the model and the optimiser of one run and runs its steps."""
+    """Holds the data, the model and the optimiser of one run (one process) and runs its steps.
 
-    def __init__(self, config: DensityConfig, inputs: DensityInputs, run_dir: Path, log):
+    ``device`` defaults to ``config.device``; ``ctx`` is the process's
+    :class:`~cryostar_engine.train.DistContext` (default: a single process).
+    """
+
+    def __init__(self, config: DensityConfig, inputs: DensityInputs, run_dir: Path, log,
+                 device=None, ctx: DistContext | None = None):
         self.config, self.inputs, self.run_dir, self.log = config, inputs, Path(run_dir), log
-        self.device = resolve_device(config.device)
+        self.ctx = ctx or DistContext()
+        self.device = torch.device(device) if device is not None else resolve_device(config.device)
         self.amp = autocast_dtype(config, self.device)
         self.dataset = ParticleDataset(inputs.meta, box=inputs.box, cache_device=self.device)
         self.z = torch.as_tensor(inputs.z, device=self.device)
         self.grid: HalfGrid = half_grid(inputs.box, 2, config.mask_radius * (inputs.box // 2)
                                         ).to(self.device)
         self.model = build_model(config, inputs.box, self.z.shape[1]).to(self.device)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=config.lr,
-                                           weight_decay=config.weight_decay)
+        self.net = self.model
+        if self.ctx.enabled:     # the random frequencies are a constant buffer: no broadcasts
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.net = DistributedDataParallel(self.model, device_ids=ids,
+                                               forward_sync_buffers=False)
+        self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay)
         self.state = TrainState()
         self.f_std = config.f_std
+        self._perm: tuple[int, torch.Tensor] | None = None
+        self._pending: list = []           # (step, images, loss, ok) not yet read back
+        self._bad_in_a_row = 0
 
     @property
     def total_images(self) -> int:
@@ -77,24 +111,20 @@ class DensityTrainer:
 
     def epoch_rows(self, epoch: int) -> torch.Tensor:
         """The shuffled star rows of ``epoch``: a permutation from ``(seed, epoch)`` only."""
-        gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-        return torch.randperm(len(self.dataset), generator=gen)
+        if self._perm is None or self._perm[0] != epoch:
+            gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
+            self._perm = (epoch, torch.randperm(len(self.dataset), generator=gen))
+        return self._perm[1]
 
     def next_rows(self) -> torch.Tensor:
-        """Rows of the next batch (the last batch of an epoch may be smaller)."""
+        """Rows of the next global batch (the last batch of an epoch may be smaller)."""
         epoch, offset = divmod(self.state.images_seen, len(self.dataset))
         return self.epoch_rows(epoch)[offset:offset + self.config.batch_size]
 
-    def loss(self, rows: torch.Tensor) -> torch.Tensor:
-        """Fourier MSE of one batch (a graph for backward)."""
+    def setup(self) -> StepSetup:
         cfg = self.config
-        batch = self.dataset.batch(rows, self.device)
-        f_obs = observed_slices(batch.images, batch.shifts_px, self.f_std, self.grid)
-        ctf = ctf_half(self.grid, batch.ctf, self.inputs.apix, sign=cfg.debug_ctf_sign)
-        with autocast(self.device, self.amp):
-            f_pred = predict_slices(self.model, self.grid, batch.rotations, self.z[batch.rows],
-                                    ctf, cfg.debug_rotation)
-        return fourier_mse(f_obs, f_pred, self.grid.weights)
+        return StepSetup(self.net, self.optimizer, self.grid, self.inputs.apix, self.f_std,
+                         self.amp, self.ctx.world_size, cfg.debug_ctf_sign, cfg.debug_rotation)
 
     # -- checkpoints -------------------------------------------------------------------------
     def checkpoint_state(self) -> dict:
@@ -108,7 +138,10 @@ class DensityTrainer:
             state["rng_cuda"] = torch.cuda.get_rng_state_all()
         return state
 
-    def save(self) -> Path:
+    def save(self) -> Path | None:
+        """Write a checkpoint (rank 0 only; None on the other ranks)."""
+        if not self.ctx.is_main:
+            return None
         return save_checkpoint(self.run_dir, self.checkpoint_state(), self.state.step,
                                keep=self.config.keep_checkpoints)
 
@@ -116,90 +149,163 @@ class DensityTrainer:
         """Continue from a checkpoint of this run."""
         self.model.load_state_dict(ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
+        ensure_fused(self.optimizer)
         self.state = TrainState(step=int(ckpt["step"]), images_seen=int(ckpt["images_seen"]))
         self.f_std = float(ckpt["f_std"])
-        torch.set_rng_state(ckpt["rng_torch"])
+        torch.set_rng_state(ckpt["rng_torch"].cpu())
         if "rng_cuda" in ckpt and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(ckpt["rng_cuda"])
+            torch.cuda.set_rng_state_all([s.cpu() for s in ckpt["rng_cuda"]])
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> bool:
         """Train until ``epochs × N`` images are seen; False when stopped early (debug stop)."""
-        cfg, n = self.config, len(self.dataset)
-        guard = NonFiniteGuard(self.model, self.optimizer, self.log)
-        progress = Progress(self.run_dir, self.total_images, images_done=self.state.images_seen)
-        progress.truncate_after(self.state.step)     # steps after the checkpoint are replayed
+        cfg, n, main = self.config, len(self.dataset), self.ctx.is_main
+        progress = Progress(self.run_dir, self.total_images, images_done=self.state.images_seen) \
+            if main else None
+        if main:
+            progress.truncate_after(self.state.step)     # steps after the checkpoint are replayed
+        setup = self.setup()
         last_save = time.monotonic()
         self.model.train()
         try:
             while self.state.images_seen < self.total_images:
-                rows = self.next_rows()
-                self._step(rows, guard, progress)
+                self._step(setup, self.next_rows())
                 epoch_end = self.state.images_seen % n == 0
-                if epoch_end or time.monotonic() - last_save >= cfg.checkpoint_interval_s:
+                stop = bool(cfg.debug_stop_after_steps) and self.state.step >= cfg.debug_stop_after_steps
+                if not (epoch_end or stop or self.state.step % cfg.guard_interval_steps == 0):
+                    continue
+                self._read_back(progress)
+                if epoch_end or stop or time.monotonic() - last_save >= cfg.checkpoint_interval_s:
                     self.save()
                     last_save = time.monotonic()
-                if cfg.debug_stop_after_steps and self.state.step >= cfg.debug_stop_after_steps:
-                    self.save()
+                if stop:
                     self.log.info("stopped after %d steps (debug_stop_after_steps)", self.state.step)
                     return False
         except KeyboardInterrupt:
+            self._read_back(progress, collective=False)
             self.save()
             self.log.info("interrupted at step %d; checkpoint saved", self.state.step)
             raise
         finally:
-            progress.close()
+            if progress is not None:
+                progress.close()
         return True
 
-    def _step(self, rows: torch.Tensor, guard: NonFiniteGuard, progress: Progress) -> None:
+    def _step(self, setup: StepSetup, rows: torch.Tensor) -> None:
         self.state.step += 1
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = self.loss(rows)
-        if self.config.debug_nan_at_step == self.state.step:
-            loss = loss * float("nan")
-        loss.backward()
+        batch = self.dataset.batch(shard(rows, self.ctx), self.device)
+        loss, ok = train_step(setup, batch, self.z[batch.rows], len(rows),
+                              poison=self.config.debug_nan_at_step == self.state.step)
         self.state.images_seen += len(rows)
-        if not guard.check(loss.detach(), self.state.step):
+        self._pending.append((self.state.step, len(rows), loss, ok))
+
+    def _read_back(self, progress: Progress | None, collective: bool = True) -> None:
+        """Read the pending steps' losses and flags back (one transfer); write their csv rows;
+        act on skipped steps.  ``collective``: sum the processes' loss shares (all ranks must
+        call it at the same step); without it rank 0 records its own share's estimate."""
+        if not self._pending:
             return
-        self.optimizer.step()
-        if self.state.step % self.config.guard_interval_steps == 0:
-            guard.mark_good()
-        progress.record(self.state.step, len(rows), {"loss": loss.item()})
+        steps, sizes, losses, oks = zip(*self._pending)
+        self._pending = []
+        loss_t = torch.stack(losses).float()
+        if self.ctx.enabled and collective:
+            dist.all_reduce(loss_t)
+            loss_t /= self.ctx.world_size
+        values, flags = loss_t.tolist(), torch.stack(oks).tolist()
+        for step, images, value, ok in zip(steps, sizes, values, flags):
+            if ok:
+                self._bad_in_a_row = 0
+                if progress is not None:
+                    progress.record(step, images, {"loss": value})
+            else:
+                self._bad_step(step, value)
+
+    def _bad_step(self, step: int, value: float) -> None:
+        self._bad_in_a_row += 1
+        if self._bad_in_a_row > MAX_BAD_STEPS:
+            raise TrainingDiverged(
+                f"training diverged: non-finite loss at step {step} after {MAX_BAD_STEPS} skipped "
+                "steps in a row; lower --lr, or check the input particles and z")
+        for group in self.optimizer.param_groups:
+            group["lr"] *= LR_FACTOR
+        self.log.warning("non-finite loss at step %d (loss %s; a non-finite gradient counts too): "
+                         "the step was skipped, parameters unchanged; learning rate now %.3g",
+                         step, value, self.optimizer.param_groups[0]["lr"])
 
 
 def train_density(config: DensityConfig, out, resume: bool = False, overwrite: bool = False):
     """Train (or continue) a density run in ``out`` and write its outputs.
 
     Inputs are checked before the folder is created.  Returns ``(run_dir, finished)``; the
-    outputs (volumes, manifest) are written when ``finished``.
+    outputs (volumes, manifest) are written when ``finished``, by rank 0 under ``torchrun``.
     """
     inputs = load_inputs(config)
-    resolve_device(config.device)            # a missing GPU is reported before any output
-    run_dir = prepare_run_dir(out, "density", resume=resume, overwrite=overwrite)
-    write_json(run_dir / "config.json", config.to_dict())
-    log = run_logger(run_dir)
-    configure_cpu(config.threads)
-    seed_everything(config.seed)
-    trainer = DensityTrainer(config, inputs, run_dir, log)
-    ckpt = load_latest_checkpoint(run_dir) if resume else None
-    if ckpt is not None:
-        trainer.restore(ckpt)
-        log.info("resumed at step %d, %d/%d images", trainer.state.step,
-                 trainer.state.images_seen, trainer.total_images)
-    if trainer.f_std is None:
-        trainer.f_std = estimate_f_std(trainer.dataset, config.f_std_particles)
-    _log_start(trainer)
-    finished = trainer.run()
-    if finished:
+    ctx, device_name = init_distributed(config.device)
+    try:
+        device = resolve_device(device_name)     # a missing GPU is reported before any output
+        if config.batch_size < ctx.world_size:
+            raise InputError(f"--batch {config.batch_size} is smaller than the number of "
+                             f"processes ({ctx.world_size})")
+        run_dir, log = _open_run(config, out, resume, overwrite, ctx, device)
+        configure_cpu(_threads(config, ctx))
+        seed_everything(config.seed)
+        trainer = DensityTrainer(config, inputs, run_dir, log, device=device, ctx=ctx)
+        ckpt = load_latest_checkpoint(run_dir, map_location=device) if resume else None
+        if ckpt is not None:
+            trainer.restore(ckpt)
+            log.info("resumed at step %d, %d/%d images", trainer.state.step,
+                     trainer.state.images_seen, trainer.total_images)
+        if trainer.f_std is None:
+            trainer.f_std = estimate_f_std(trainer.dataset, config.f_std_particles)
+        _log_start(trainer)
+        finished = trainer.run()
+        ctx.barrier()
+    finally:
+        ctx.close()
+    if finished and ctx.is_main:     # after the process group is gone: no collective timeouts
         trained = TrainedDensity(trainer.model, config, trainer.inputs.box, trainer.inputs.apix,
                                  trainer.f_std, int(trainer.z.shape[1]))
         write_outputs(run_dir, trained, inputs.z, trainer.state, log)
     return run_dir, finished
 
 
+def _open_run(config: DensityConfig, out, resume: bool, overwrite: bool, ctx: DistContext,
+              device: torch.device):
+    """Rank 0 creates (or reopens) the run folder and writes config.json; the others learn
+    whether that worked and wait for it."""
+    error = None
+    if ctx.is_main:
+        try:
+            run_dir = prepare_run_dir(out, "density", resume=resume, overwrite=overwrite)
+            write_json(run_dir / "config.json", config.to_dict())
+        except InputError as err:
+            error = err
+    if not ctx.broadcast_flag(error is None, device):
+        raise error if error is not None else InputError(f"{out}: the run folder could not be "
+                                                         "prepared (see rank 0's message)")
+    ctx.barrier()
+    run_dir = Path(out)
+    log = run_logger(run_dir) if ctx.is_main else logging.getLogger("cryostar_engine.worker")
+    return run_dir, log
+
+
+def _threads(config: DensityConfig, ctx: DistContext) -> int | None:
+    """CPU threads of this process: ``config.threads``, else the machine's cores shared by the
+    processes of this node (None → all of them, for a single process)."""
+    if config.threads is not None or not ctx.enabled:
+        return config.threads
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // max(per_node, 1))
+
+
 def _log_start(t: DensityTrainer) -> None:
     n_params = sum(p.numel() for p in t.model.parameters())
     t.log.info("density generator: %d particles, box %d px at %.4g Å/px, z_dim %d, f_std %.6g, "
-               "%d parameters, %d half-disc points, device %s%s", len(t.dataset), t.inputs.box,
+               "%d parameters, %d half-disc points, device %s%s%s", len(t.dataset), t.inputs.box,
                t.inputs.apix, t.z.shape[1], t.f_std, n_params, len(t.grid.flat), t.device,
+               f" × {t.ctx.world_size} processes" if t.ctx.enabled else "",
                " (bf16 MLP)" if t.amp else "")
