@@ -1,0 +1,184 @@
+"""Side-by-side benchmark: cryoDRGN ``train_vae`` on a simulated AdK set, for a fixed wall time.
+
+Runs an existing installation of cryoDRGN (this script neither builds nor installs it; give the
+python of its environment, the ``cryodrgn`` command is taken next to it):
+
+1. ``cryodrgn parse_pose_star`` / ``parse_ctf_star`` on the set's RELION 3.1 star;
+2. ``cryodrgn train_vae`` (default architecture unless ``--train-args`` says otherwise, a
+   checkpoint every epoch, no analysis) stopped after ``--minutes``; the last *complete* epoch
+   (its ``z.E.pkl`` fully written) is scored.  The particles are white (RELION-extracted), so
+   cryoDRGN's default data inversion is right: no ``--uninvert-data``;
+3. its z: |Spearman ρ| of the best PC with the true frame and the 10-NN R²;
+4. ``cryodrgn eval_vol`` at the z of ``--n-maps`` particles (same rows for every method, see
+   ``metrics.pick_particles``), then AU-FSC against each particle's ground-truth volume and the
+   heterogeneity carried.  cryoDRGN's volumes need no flip or axis change to overlay the ground
+   truth (checked: the mean map correlates best as it is); ``mean_map_corr`` in the JSON guards
+   this on every run.
+
+Evaluating a 64³ map with the default 3×1024 decoder takes 15–35 s on 2 CPU cores, so 100 maps
+add up to about half an hour after the training.
+
+    python benchmarks/peer_cryodrgn.py --peer-python /work/peers/cryodrgn-venv/bin/python \\
+        --data /work/benchdata/adk64 --minutes 20 --out bench_out/cryodrgn_peer
+
+Writes ``OUT/peer_cryodrgn.json`` and prints a table.
+"""
+from __future__ import annotations
+
+import argparse
+import pickle
+import re
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import metrics as bm  # noqa: E402
+from peer_common import (check_ok, children_peak_rss_gb, load_average,  # noqa: E402
+                         load_bench_data, run_logged, thread_env, write_json)
+
+EPOCH_LINE = re.compile(r"=====> Epoch: (\d+) .*Finished in (\d+):(\d+):([\d.]+)")
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--peer-python", type=Path, required=True,
+                   help="python of the cryoDRGN environment (its `cryodrgn` sits next to it)")
+    p.add_argument("--data", type=Path, required=True, help="simulated set (simulate_adk.py)")
+    p.add_argument("--minutes", type=float, required=True, help="wall time of train_vae")
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--zdim", type=int, default=8)
+    p.add_argument("--max-particles", type=int, default=None,
+                   help="train on the first N particles only (short checks)")
+    p.add_argument("--n-maps", type=int, default=100, help="particles whose map is scored")
+    p.add_argument("--map-seed", type=int, default=0)
+    p.add_argument("--het-resolution", type=float, default=8.0,
+                   help="low-pass (Å) before the heterogeneity-carried correlation")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--train-args", default="", help="extra train_vae arguments (one string)")
+    return p.parse_args(argv)
+
+
+def read_z(path: Path) -> np.ndarray | None:
+    """z means of a cryoDRGN ``z.E.pkl``; None when the file is missing or incomplete."""
+    try:
+        with open(path, "rb") as f:
+            mu = pickle.load(f)
+            pickle.load(f)                         # log-variances: written last
+        return np.asarray(mu, np.float64)
+    except (OSError, EOFError, pickle.UnpicklingError):
+        return None
+
+
+def last_complete_epoch(train_dir: Path) -> tuple[int, np.ndarray]:
+    epochs = sorted((int(p.name.split(".")[1]) for p in train_dir.glob("z.[0-9]*.pkl")),
+                    reverse=True)
+    for e in epochs:
+        z = read_z(train_dir / f"z.{e}.pkl")
+        if z is not None and (train_dir / f"weights.{e}.pkl").is_file():
+            return e, z
+    raise SystemExit(f"{train_dir}: no complete epoch within the time budget; give more minutes "
+                     "or fewer particles (--max-particles)")
+
+
+def epoch_seconds(log_text: str) -> dict[int, float]:
+    """Training seconds of each finished epoch (cryoDRGN's own "Finished in" stamps)."""
+    return {int(m.group(1)): int(m.group(2)) * 3600 + int(m.group(3)) * 60 + float(m.group(4))
+            for m in EPOCH_LINE.finditer(log_text)}
+
+
+def eval_maps(cryodrgn: Path, train_dir: Path, epoch: int, z: np.ndarray, out: Path, apix: float,
+              env) -> np.ndarray:
+    """``(M, D, D, D)`` maps of cryoDRGN's decoder at the rows of ``z``, ``[z, y, x]``."""
+    zfile, vol_dir = out / "z_maps.txt", out / "maps"
+    np.savetxt(zfile, z)
+    res = run_logged([cryodrgn, "eval_vol", train_dir / f"weights.{epoch}.pkl", "-c",
+                      train_dir / "config.yaml", "--zfile", zfile, "-o", vol_dir, "--Apix", apix],
+                     out, out / "eval_vol.log", env)
+    check_ok(res, "cryodrgn eval_vol", out / "eval_vol.log")
+    files = sorted(vol_dir.glob("vol_*.mrc"))
+    if len(files) != len(z):
+        raise SystemExit(f"{vol_dir}: {len(files)} maps for {len(z)} z")
+    return np.stack([mrcfile.read(f).astype(np.float32) for f in files])
+
+
+def score_maps(maps: np.ndarray, gt: np.ndarray, data, resolution_A: float) -> dict:
+    au_mean, au = bm.mean_au_fsc(maps, gt)
+    mask = bm.envelope_mask(data.gt_volumes(), data.apix)
+    het_mean, het = bm.heterogeneity_carried(maps, gt, mask, data.apix, resolution_A)
+    return {"au_fsc": au_mean, "au_fsc_per_map": au, "het_carried": het_mean,
+            "het_carried_per_map": het,
+            "mean_map_corr": bm.mean_map_correlation(maps, gt, mask, data.apix, resolution_A)}
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    data = load_bench_data(args.data)
+    cryodrgn = args.peer_python.parent / "cryodrgn"
+    out = args.out.resolve()
+    if out.exists() and any(out.iterdir()):
+        raise SystemExit(f"{out} is not empty: give a fresh --out")
+    out.mkdir(parents=True, exist_ok=True)
+    env, log = thread_env(args.threads), out / "cryodrgn.log"
+    load_before = load_average()
+
+    rows = np.arange(data.n if args.max_particles is None else min(args.max_particles, data.n))
+    t0 = time.monotonic()
+    for cmd, name in (("parse_pose_star", "pose.pkl"), ("parse_ctf_star", "ctf.pkl")):
+        check_ok(run_logged([cryodrgn, cmd, data.star, "-o", out / name], out, log, env), cmd, log)
+    train_dir = out / "train"
+    cmd = [cryodrgn, "train_vae", data.star, "--datadir", data.root, "--poses", out / "pose.pkl",
+           "--ctf", out / "ctf.pkl", "--zdim", args.zdim, "-n", 100000, "--checkpoint", 1,
+           "-o", train_dir, "--no-analysis", "--max-threads", args.threads]
+    if args.max_particles is not None:
+        with open(out / "ind.pkl", "wb") as f:
+            pickle.dump(rows, f)
+        cmd += ["--ind", out / "ind.pkl"]
+    cmd += shlex.split(args.train_args)
+    train = run_logged(cmd, out, log, env, deadline_s=args.minutes * 60)
+    check_ok(train, "cryodrgn train_vae", log)
+    epoch, z = last_complete_epoch(train_dir)
+    secs = epoch_seconds((train_dir / "run.log").read_text())
+    frame = data.frame[rows]
+    lat = bm.latent_figures(z, frame)
+
+    pick = bm.pick_particles(len(rows), args.n_maps, args.map_seed)
+    t1 = time.monotonic()
+    maps = eval_maps(cryodrgn, train_dir, epoch, z[pick], out, data.apix, env)
+    eval_s = time.monotonic() - t1
+    gt = np.asarray(data.gt_volumes()[frame[pick]], np.float32)
+    figs = score_maps(maps, gt, data, args.het_resolution)
+
+    n_train = len(rows)
+    result = {
+        "peer": "cryoDRGN train_vae", "data": str(data.root), "n_particles": int(n_train),
+        "box": data.box, "apix": data.apix, "minutes": args.minutes, "threads": args.threads,
+        "zdim": args.zdim, "train_args": args.train_args, "epochs_completed": epoch,
+        "epoch_train_s": secs,
+        "images_per_s": round(n_train * len(secs) / sum(secs.values()), 2) if secs else None,
+        "train_wall_s": train["wall_s"], "eval_vol_s": round(eval_s, 1),
+        "total_wall_s": round(time.monotonic() - t0, 1), "peer_peak_rss_GB": children_peak_rss_gb(),
+        "load_avg_before": load_before, "load_avg_after": load_average(),
+        "abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
+        "map_rows": pick, "het_resolution_A": args.het_resolution, **figs,
+    }
+    write_json(out / "peer_cryodrgn.json", result)
+    print(bm.format_table({
+        "particles / epochs done": f"{n_train} / {epoch}", "img/s (training)": result["images_per_s"],
+        "|rho| best PC vs frame": lat.rho, "10-NN R2 (5-fold)": lat.knn_r2,
+        f"AU-FSC ({len(pick)} maps, max 0.5)": figs["au_fsc"],
+        "heterogeneity carried": figs["het_carried"], "mean map corr (registration)":
+        figs["mean_map_corr"], "eval_vol (s)": result["eval_vol_s"],
+        "total wall (s)": result["total_wall_s"],
+        "load avg before/after": f"{load_before[0]} / {result['load_avg_after'][0]}"}))
+    print(f"-> {out / 'peer_cryodrgn.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
