@@ -20,10 +20,10 @@ $(STAMP): setup.py
 test: $(STAMP)
 	$(PY) -m pytest -q tests cryostar_plugin/tests
 
+# The main job: a headless Scipion project on the bundled data (check inputs -> train atom
+# generator -> analyze -> train density generator -> particles subset), a few minutes on 2 cores.
 demo: $(STAMP)
-	$(PY) -m cryostar_engine check-inputs --particles data/adk_sim48/particles.star \
-		--model data/adk_models/adk_ref_frame048.pdb --map data/adk_sim48/ideal_map_frame048.mrc \
-		--out demo_output/check
+	$(PY) -m cryostar_plugin.demo --out $(CURDIR)/demo_output
 
 clean:
 	rm -rf $(VENV) demo_output .pytest_cache
