@@ -235,7 +235,7 @@ def test_analyze_decodes_a_real_train_atom_run(tmp_path):
     assert cli.main(["train-atom", "--particles", str(DATA / "adk_sim48" / "particles.star"),
                      "--model", str(DATA / "adk_models" / "adk_ref_frame048.pdb"),
                      "--map", str(MAP), "--out", str(run), "--box", "32", "--epochs", "1",
-                     "--init-max-epochs", "1", "--threads", "1"]) == 0
+                     "--threads", "1"]) == 0
     assert cli.main(["analyze", "--run", str(run), "--k", "3", "--pcs", "1", "--points", "4",
                      "--map", str(MAP), "--no-umap"]) == 0
     out = run / "analysis"
