@@ -64,6 +64,7 @@ class ParticleDataset:
         self._ctf = CtfParams(**{k: torch.tensor(getattr(meta, k), dtype=torch.float32)
                                  for k in CtfParams.__dataclass_fields__})
         self._cache = None
+        self._resident = None          # poses and CTF on the cache's device (device_batch)
         cache_device = torch.device(cache_device)
         dtype = torch.float16 if cache_device.type == "cuda" else torch.float32
         if len(meta) * self.box ** 2 * (2 if dtype == torch.float16 else 4) <= max_cache_bytes:
@@ -102,6 +103,19 @@ class ParticleDataset:
                      rotations=self._rotations[rows_t].to(device),
                      shifts_px=self._shifts_px[rows_t].to(device),
                      ctf=self._ctf.index(rows_t).to(device))
+
+    def device_batch(self, rows: torch.Tensor) -> Batch:
+        """Like :meth:`batch`, for ``rows`` (int64) already on the device the images are cached
+        on, with no host–device transfer and so no synchronisation: poses and CTF parameters
+        are copied to that device once, at the first call.  Needs :attr:`in_memory`."""
+        if self._cache is None:
+            raise ValueError("device_batch needs the images cached in memory (in_memory)")
+        if self._resident is None:
+            dev = self._cache.device
+            self._resident = (self._rotations.to(dev), self._shifts_px.to(dev), self._ctf.to(dev))
+        rotations, shifts, ctf = self._resident
+        return Batch(rows=rows, images=self._cache[rows].float(), rotations=rotations[rows],
+                     shifts_px=shifts[rows], ctf=ctf.index(rows))
 
     def close(self):
         self._stacks.close()

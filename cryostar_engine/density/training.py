@@ -110,10 +110,12 @@ class DensityTrainer:
         return self.config.epochs * len(self.dataset)
 
     def epoch_rows(self, epoch: int) -> torch.Tensor:
-        """The shuffled star rows of ``epoch``: a permutation from ``(seed, epoch)`` only."""
+        """The shuffled star rows of ``epoch``: a permutation from ``(seed, epoch)`` only; on
+        the training device when the images are cached there (one transfer per epoch)."""
         if self._perm is None or self._perm[0] != epoch:
             gen = torch.Generator().manual_seed(self.config.seed * 1_000_003 + epoch)
-            self._perm = (epoch, torch.randperm(len(self.dataset), generator=gen))
+            perm = torch.randperm(len(self.dataset), generator=gen)
+            self._perm = (epoch, perm.to(self.device) if self.dataset.in_memory else perm)
         return self._perm[1]
 
     def next_rows(self) -> torch.Tensor:
@@ -193,7 +195,9 @@ class DensityTrainer:
 
     def _step(self, setup: StepSetup, rows: torch.Tensor) -> None:
         self.state.step += 1
-        batch = self.dataset.batch(shard(rows, self.ctx), self.device)
+        mine = shard(rows, self.ctx)
+        batch = self.dataset.device_batch(mine) if self.dataset.in_memory else \
+            self.dataset.batch(mine, self.device)
         loss, ok = train_step(setup, batch, self.z[batch.rows], len(rows),
                               poison=self.config.debug_nan_at_step == self.state.step)
         self.state.images_seen += len(rows)
