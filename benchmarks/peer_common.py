@@ -23,8 +23,9 @@ from cryostar_engine.io import read_beads, read_star_tables, write_text_atomic
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GT_CA = REPO / "data" / "adk_models" / "adk_dims_ca.npy"
 
-__all__ = ["BenchData", "load_bench_data", "reference_ca", "thread_env", "run_logged",
-           "check_ok", "children_peak_rss_gb", "load_average", "write_json", "REPO", "DEFAULT_GT_CA"]
+__all__ = ["BenchData", "load_bench_data", "reference_ca", "thread_env", "run_logged", "check_ok",
+           "children_peak_rss_gb", "children_cpu_s", "load_average", "write_json", "REPO",
+           "DEFAULT_GT_CA"]
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,20 @@ def check_ok(result: dict, what: str, log_path) -> None:
     """Exit with the log's tail when a step failed."""
     if result["rc"] not in (0, None):
         tail = Path(log_path).read_text().splitlines()[-15:]
-        raise SystemExit(f"{what} failed (exit {result['rc']}); end of {log_path}:\n" + "\n".join(tail))
+        raise SystemExit(f"{what} failed (exit {result['rc']}); end of {log_path}:\n"
+                         + "\n".join(tail))
 
 
 def children_peak_rss_gb() -> float:
     """Largest peak resident memory (GB) of the subprocesses run so far (Linux: KiB units)."""
     return round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1e6, 2)
+
+
+def children_cpu_s() -> float:
+    """CPU seconds (user + system) used so far by the finished subprocesses.  Divided by their
+    wall time it gives the cores they actually got on a shared machine."""
+    use = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return round(use.ru_utime + use.ru_stime, 1)
 
 
 def load_average() -> list[float]:

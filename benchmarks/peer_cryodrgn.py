@@ -39,8 +39,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (check_ok, children_peak_rss_gb, load_average,  # noqa: E402
-                         load_bench_data, run_logged, thread_env, write_json)
+from peer_common import (check_ok, children_cpu_s, children_peak_rss_gb,  # noqa: E402
+                         load_average, load_bench_data, run_logged, thread_env,
+                         write_json)
 
 EPOCH_LINE = re.compile(r"=====> Epoch: (\d+) .*Finished in (\d+):(\d+):([\d.]+)")
 
@@ -116,6 +117,39 @@ def score_maps(maps: np.ndarray, gt: np.ndarray, data, resolution_A: float) -> d
             "mean_map_corr": bm.mean_map_correlation(maps, gt, mask, data.apix, resolution_A)}
 
 
+def run_training(args, data, cryodrgn: Path, rows: np.ndarray, train_dir: Path, env) -> dict:
+    """Parse poses and CTF, then run train_vae until ``args.minutes`` (or its last epoch).
+
+    Returns :func:`run_logged`'s dict plus ``cpu_s``, the CPU seconds train_vae used.
+    """
+    out, log = train_dir.parent, train_dir.parent / "cryodrgn.log"
+    for cmd, name in (("parse_pose_star", "pose.pkl"), ("parse_ctf_star", "ctf.pkl")):
+        check_ok(run_logged([cryodrgn, cmd, data.star, "-o", out / name], out, log, env), cmd, log)
+    cmd = [cryodrgn, "train_vae", data.star, "--datadir", data.root, "--poses", out / "pose.pkl",
+           "--ctf", out / "ctf.pkl", "--zdim", args.zdim, "-n", 100000, "--checkpoint", 1,
+           "-o", train_dir, "--no-analysis", "--max-threads", args.threads]
+    if len(rows) < data.n:
+        with open(out / "ind.pkl", "wb") as f:
+            pickle.dump(rows, f)
+        cmd += ["--ind", out / "ind.pkl"]
+    cmd += shlex.split(args.train_args)
+    cpu0 = children_cpu_s()
+    train = run_logged(cmd, out, log, env, deadline_s=args.minutes * 60)
+    check_ok(train, "cryodrgn train_vae", log)
+    return {**train, "cpu_s": round(children_cpu_s() - cpu0, 1)}
+
+
+def print_table(r: dict, n_maps: int) -> None:
+    print(bm.format_table({
+        "particles / epochs done": f"{r['n_particles']} / {r['epochs_completed']}",
+        "img/s (training)": r["images_per_s"], "cores used (training)": r["train_cores_used"],
+        "|rho| best PC vs frame": r["abs_spearman_best_pc"], "10-NN R2 (5-fold)": r["knn_r2"],
+        f"AU-FSC ({n_maps} maps, max 0.5)": r["au_fsc"], "heterogeneity carried": r["het_carried"],
+        "mean map corr (registration)": r["mean_map_corr"], "eval_vol (s)": r["eval_vol_s"],
+        "total wall (s)": r["total_wall_s"],
+        "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"}))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     data = load_bench_data(args.data)
@@ -124,24 +158,13 @@ def main(argv=None) -> int:
     if out.exists() and any(out.iterdir()):
         raise SystemExit(f"{out} is not empty: give a fresh --out")
     out.mkdir(parents=True, exist_ok=True)
-    env, log = thread_env(args.threads), out / "cryodrgn.log"
+    env = thread_env(args.threads)
     load_before = load_average()
 
     rows = np.arange(data.n if args.max_particles is None else min(args.max_particles, data.n))
     t0 = time.monotonic()
-    for cmd, name in (("parse_pose_star", "pose.pkl"), ("parse_ctf_star", "ctf.pkl")):
-        check_ok(run_logged([cryodrgn, cmd, data.star, "-o", out / name], out, log, env), cmd, log)
     train_dir = out / "train"
-    cmd = [cryodrgn, "train_vae", data.star, "--datadir", data.root, "--poses", out / "pose.pkl",
-           "--ctf", out / "ctf.pkl", "--zdim", args.zdim, "-n", 100000, "--checkpoint", 1,
-           "-o", train_dir, "--no-analysis", "--max-threads", args.threads]
-    if args.max_particles is not None:
-        with open(out / "ind.pkl", "wb") as f:
-            pickle.dump(rows, f)
-        cmd += ["--ind", out / "ind.pkl"]
-    cmd += shlex.split(args.train_args)
-    train = run_logged(cmd, out, log, env, deadline_s=args.minutes * 60)
-    check_ok(train, "cryodrgn train_vae", log)
+    train = run_training(args, data, cryodrgn, rows, train_dir, env)
     epoch, z = last_complete_epoch(train_dir)
     secs = epoch_seconds((train_dir / "run.log").read_text())
     frame = data.frame[rows]
@@ -163,19 +186,14 @@ def main(argv=None) -> int:
         "images_per_s": round(n_train * len(secs) / sum(secs.values()), 2) if secs else None,
         "train_wall_s": train["wall_s"], "eval_vol_s": round(eval_s, 1),
         "total_wall_s": round(time.monotonic() - t0, 1), "peer_peak_rss_GB": children_peak_rss_gb(),
+        "train_cpu_s": train["cpu_s"],
+        "train_cores_used": round(train["cpu_s"] / train["wall_s"], 2),
         "load_avg_before": load_before, "load_avg_after": load_average(),
         "abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
         "map_rows": pick, "het_resolution_A": args.het_resolution, **figs,
     }
     write_json(out / "peer_cryodrgn.json", result)
-    print(bm.format_table({
-        "particles / epochs done": f"{n_train} / {epoch}", "img/s (training)": result["images_per_s"],
-        "|rho| best PC vs frame": lat.rho, "10-NN R2 (5-fold)": lat.knn_r2,
-        f"AU-FSC ({len(pick)} maps, max 0.5)": figs["au_fsc"],
-        "heterogeneity carried": figs["het_carried"], "mean map corr (registration)":
-        figs["mean_map_corr"], "eval_vol (s)": result["eval_vol_s"],
-        "total wall (s)": result["total_wall_s"],
-        "load avg before/after": f"{load_before[0]} / {result['load_avg_after'][0]}"}))
+    print_table(result, len(pick))
     print(f"-> {out / 'peer_cryodrgn.json'}")
     return 0
 

@@ -38,9 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (DEFAULT_GT_CA, check_ok, children_peak_rss_gb,  # noqa: E402
-                         load_average, load_bench_data, reference_ca, run_logged, thread_env,
-                         write_json)
+from peer_common import (DEFAULT_GT_CA, check_ok, children_cpu_s,  # noqa: E402
+                         children_peak_rss_gb, load_average, load_bench_data, reference_ca,
+                         run_logged, thread_env, write_json)
 
 CONFIG_TEMPLATE = '''# written by benchmarks/peer_cryostar.py
 _base_ = {base!r}
@@ -136,6 +136,16 @@ def score(data, decoded: Path, z: np.ndarray, ref: Path) -> dict:
             "rmsd_ratio": ca["ratio"], "n_beads": ca["n_residues"]}
 
 
+def print_table(r: dict) -> None:
+    print(bm.format_table({
+        f"steps (batch {r['batch']})": r["steps"], "img/s (main fit)": r["images_per_s"],
+        "cores used (training)": r["train_cores_used"],
+        "|rho| best PC vs frame": r["abs_spearman_best_pc"], "10-NN R2 (5-fold)": r["knn_r2"],
+        "Ca RMSD decoded (A)": r["ca_rmsd_A"], "Ca RMSD reference (A)": r["reference_ca_rmsd_A"],
+        "ratio": r["rmsd_ratio"], "total wall (s)": r["total_wall_s"],
+        "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"}))
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
     data = load_bench_data(args.data, args.gt_ca)
@@ -160,6 +170,7 @@ def main(argv=None) -> int:
         cmd += ["--cfg-options", *args.cfg_options]
     train = run_logged(cmd, run_cwd, log, env)
     check_ok(train, "the original's train_atom.py", log)
+    train_cpu_s = children_cpu_s()
     work, eval_dir = find_eval_dir(run_cwd)
     decoded = out / "decoded.npz"
     dec = run_logged([args.peer_python, decode, "--peer-src", args.peer_src.resolve(),
@@ -180,17 +191,13 @@ def main(argv=None) -> int:
         "cfg_options": args.cfg_options, "steps": steps, "images_seen": steps * args.batch,
         "images_per_s": round(steps * args.batch / fit_s, 1) if fit_s else None,
         **timings, "train_wall_s": train["wall_s"], "total_wall_s": round(total_s, 1),
-        "peer_peak_rss_GB": children_peak_rss_gb(),
+        "peer_peak_rss_GB": children_peak_rss_gb(), "train_cpu_s": train_cpu_s,
+        "train_cores_used": round(train_cpu_s / train["wall_s"], 2),
         "load_avg_before": load_before, "load_avg_after": load_average(),
         "eval_dir": str(eval_dir), **figures,
     }
     write_json(out / "peer_cryostar.json", result)
-    print(bm.format_table({
-        "steps (batch %d)" % args.batch: steps, "img/s (main fit)": result["images_per_s"],
-        "|rho| best PC vs frame": figures["abs_spearman_best_pc"], "10-NN R2 (5-fold)": figures["knn_r2"],
-        "Ca RMSD decoded (A)": figures["ca_rmsd_A"], "Ca RMSD reference (A)": figures["reference_ca_rmsd_A"],
-        "ratio": figures["rmsd_ratio"], "total wall (s)": result["total_wall_s"],
-        "load avg before/after": f"{load_before[0]} / {result['load_avg_after'][0]}"}))
+    print_table(result)
     print(f"-> {out / 'peer_cryostar.json'}")
     return 0
 
