@@ -67,6 +67,22 @@ def centered_freqs(box: int, apix: float, device=None, dtype=torch.float32):
     return f[:, None], f[None, :]
 
 
+def _fourier_crop(x: torch.Tensor, new_box: int, ndim: int) -> torch.Tensor:
+    """Crop the centred transform of the last ``ndim`` (cubic) axes of real ``x`` to
+    ``new_box``; values rescaled by ``(new_box/box)**ndim`` so intensities stay comparable."""
+    box = x.shape[-1]
+    if new_box == box:
+        return x
+    if new_box > box:
+        raise ValueError(f"cannot Fourier-crop a {box}-px array up to {new_box} px")
+    dims = tuple(range(-ndim, 0))
+    f = torch.fft.fftshift(torch.fft.fftn(torch.fft.ifftshift(x, dim=dims), dim=dims), dim=dims)
+    keep = slice(box // 2 - new_box // 2, box // 2 - new_box // 2 + new_box)
+    f = f[(Ellipsis,) + (keep,) * ndim]
+    out = torch.fft.fftshift(torch.fft.ifftn(torch.fft.ifftshift(f, dim=dims), dim=dims), dim=dims)
+    return out.real * (new_box / box) ** ndim
+
+
 def fourier_crop(images: torch.Tensor, new_box: int) -> torch.Tensor:
     """Downsample ``(..., D, D)`` real images to ``(..., d, d)`` by cropping their transform.
 
@@ -74,28 +90,13 @@ def fourier_crop(images: torch.Tensor, new_box: int) -> torch.Tensor:
     Values are rescaled by ``(d/D)²`` so that real-space intensities (and the image mean) stay
     comparable.  ``new_box == D`` returns the input unchanged.
     """
-    box = images.shape[-1]
-    if new_box == box:
-        return images
-    if new_box > box:
-        raise ValueError(f"cannot Fourier-crop a {box}-px image up to {new_box} px")
-    f = fft2c(images)
-    start = box // 2 - new_box // 2
-    f = f[..., start:start + new_box, start:start + new_box]
-    return ifft2c(f).real * (new_box / box) ** 2
+    return _fourier_crop(images, new_box, 2)
 
 
 def fourier_crop_volume(volume: torch.Tensor, new_box: int) -> torch.Tensor:
     """Downsample a ``(D, D, D)`` real volume to ``(d, d, d)`` by cropping its centred transform;
     values rescaled by ``(d/D)³`` (intensities stay comparable)."""
-    box = volume.shape[-1]
-    if new_box == box:
-        return volume
-    if new_box > box:
-        raise ValueError(f"cannot Fourier-crop a {box}-voxel volume up to {new_box}")
-    f = fft3c(volume)
-    s = slice(box // 2 - new_box // 2, box // 2 - new_box // 2 + new_box)
-    return ifft3c(f[..., s, s, s]).real * (new_box / box) ** 3
+    return _fourier_crop(volume, new_box, 3)
 
 
 def shift_phase_rfft(box: int, shifts_px: torch.Tensor) -> torch.Tensor:
