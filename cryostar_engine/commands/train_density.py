@@ -12,7 +12,9 @@ Example usage
   cryostar-engine train-density --particles run_data.star --z atom_run/z.npy --out density_run \\
       --box 128 --epochs 20
   cryostar-engine train-density --out density_run --resume          # after an interruption
+  torchrun --nproc_per_node=4 -m cryostar_engine train-density ...    # 4 GPUs, global batch split
 """
+import os
 from pathlib import Path
 
 from ..density import DensityConfig, resume_config, train_density
@@ -33,7 +35,11 @@ def add_args(p):
                    help="residual GELU blocks after the first layer (default 3)")
     p.add_argument("--f-std", type=float, help="Fourier normalisation (default: estimated)")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
-                   help="MLP precision: auto = bf16 on CUDA, fp32 on CPU")
+                   help="MLP precision: auto = bf16 on CUDA and on CPUs with native bf16 "
+                        "(AVX512-BF16/AMX), else fp32")
+    p.add_argument("--compile", action="store_true",
+                   help="torch.compile the network for training (+5-16%% images/s after up to a "
+                        "minute of compiling; falls back when it fails)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
@@ -54,7 +60,7 @@ def _config(args) -> DensityConfig:
         datadir=str(Path(args.datadir).resolve()) if args.datadir else None, box=args.box,
         epochs=args.epochs or 20, batch_size=args.batch, lr=args.lr, hidden=args.hidden,
         residual_layers=args.residual_layers, f_std=args.f_std, precision=args.precision,
-        device=args.device, threads=args.threads, seed=args.seed,
+        device=args.device, threads=args.threads, seed=args.seed, compile=args.compile,
         **{field: value for field, value in (("n_clusters", args.k), ("n_pcs", args.pcs),
                                              ("n_pc_points", args.points)) if value is not None})
 
@@ -63,4 +69,6 @@ def main(args):
     run_dir, finished = train_density(_config(args), args.out, resume=args.resume,
                                       overwrite=args.overwrite)
     status = "done" if finished else "stopped early; continue with --resume"
+    if os.environ.get("RANK", "0") != "0":      # torchrun: rank 0 reports
+        return
     print(f"density run {run_dir}: {status}; see {run_dir}/manifest.json")

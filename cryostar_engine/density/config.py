@@ -46,6 +46,8 @@ class DensityConfig:
     f_std : Fourier normalisation; None → estimated from ``f_std_particles`` evenly spaced images.
     precision : "auto" (bf16 autocast of the MLP on CUDA and on CPUs with native bf16, i.e.
         AVX512-BF16 or AMX; fp32 elsewhere), "fp32" or "bf16".
+    compile : ``torch.compile`` the MLP for training (falls back to eager when it fails):
+        +5-16 % images/s on the CPU after 4-40 s of compilation; worth it for long runs.
     checkpoint_interval_s : seconds between checkpoints (also one at every epoch end).
     guard_interval_steps : steps between read-backs of the losses and skip flags (the step
         itself never waits for the device).
@@ -73,6 +75,7 @@ class DensityConfig:
     device: str = "auto"
     threads: int | None = None
     precision: str = "auto"
+    compile: bool = False
     checkpoint_interval_s: float = 600.0
     keep_checkpoints: int = 3
     guard_interval_steps: int = 10

