@@ -21,6 +21,8 @@ Map figures (on a subset of particles, see :func:`pick_particles`)
     * :func:`heterogeneity_carried` — per-particle correlation between (its map − mean of the
       particles' maps) and (its GT volume − mean of their GT volumes), both low-passed and
       masked: how much of the conformational *difference* the maps carry (0 = none, 1 = all).
+    * :func:`score_maps` — both, plus the registration check; :func:`single_map_floor` — the
+      same figures for one map used for every particle (a consensus map: the floor).
 """
 from __future__ import annotations
 
@@ -40,7 +42,7 @@ from cryostar_engine.physics.fourier import gaussian_lowpass_volume
 __all__ = [
     "best_pc_spearman", "knn_r2", "ca_rmsd_summary", "residue_rows", "pick_particles",
     "au_fsc", "mean_au_fsc", "lowpass_sigma_vox", "envelope_mask", "heterogeneity_carried",
-    "mean_map_correlation",
+    "mean_map_correlation", "score_maps", "single_map_floor",
     "LatentFigures", "latent_figures", "format_table",
 ]
 
@@ -215,6 +217,32 @@ def mean_map_correlation(maps: np.ndarray, gt_maps: np.ndarray, mask: np.ndarray
     a = _blur(np.asarray(maps).mean(0)[None], sigma)[0]
     b = _blur(np.asarray(gt_maps).mean(0)[None], sigma)[0]
     return correlation(a, b, mask)
+
+
+def score_maps(maps: np.ndarray, gt_maps: np.ndarray, mask: np.ndarray, apix: float,
+               resolution_A: float = 8.0) -> dict:
+    """The map figures of ``(M, D, D, D)`` maps against their ``(M, D, D, D)`` ground truths.
+
+    Returns
+    -------
+    dict with ``au_fsc`` (mean of ``au_fsc_per_map``), ``het_carried`` (mean of
+    ``het_carried_per_map``, see :func:`heterogeneity_carried`) and ``mean_map_corr``
+    (:func:`mean_map_correlation`).
+    """
+    au_mean, au = mean_au_fsc(maps, gt_maps)
+    het_mean, het = heterogeneity_carried(maps, gt_maps, mask, apix, resolution_A)
+    return {"au_fsc": au_mean, "au_fsc_per_map": au, "het_carried": het_mean,
+            "het_carried_per_map": het,
+            "mean_map_corr": mean_map_correlation(maps, gt_maps, mask, apix, resolution_A)}
+
+
+def single_map_floor(vol: np.ndarray, gt_maps: np.ndarray) -> dict:
+    """Figures of one ``(D, D, D)`` map used for every particle (a homogeneous reconstruction).
+
+    ``au_fsc``: mean AU-FSC of ``vol`` against each of the ``(M, D, D, D)`` ground truths;
+    ``het_carried``: 0 by definition (identical maps carry no difference between particles).
+    """
+    return {"au_fsc": float(np.mean([au_fsc(vol, g) for g in gt_maps])), "het_carried": 0.0}
 
 
 # ------------------------------------------------------------------------------------ report

@@ -1,9 +1,11 @@
-"""Plumbing shared by the peer benchmark drivers (``peer_cryostar.py``, ``peer_cryodrgn.py``).
+"""Plumbing shared by the benchmark drivers (``peer_cryostar.py``, ``peer_cryodrgn.py``,
+``bench_density.py``).
 
-The drivers never build or install a peer: they take the path of an existing installation
+The peer drivers never build or install a peer: they take the path of an existing installation
 and run it as a subprocess with a fixed number of threads.  This module loads the ground truth
-of a simulated set (``benchmarks/simulate_adk.py`` layout), runs a command under a wall-clock
-deadline with its output logged, and writes the result JSON atomically.
+of a simulated set (``benchmarks/simulate_adk.py`` layout), picks the particles whose maps are
+scored and scores them (the same rows and figures for every method), runs a command under a
+wall-clock deadline with its output logged, and writes the result JSON atomically.
 """
 from __future__ import annotations
 
@@ -18,12 +20,19 @@ from pathlib import Path
 
 import numpy as np
 
-from cryostar_engine.io import read_beads, read_star_tables, write_text_atomic
+from cryostar_engine.io import read_beads, read_map, read_star_tables, write_text_atomic
+
+try:                                    # imported as benchmarks.peer_common or as peer_common
+    from . import metrics as bm
+except ImportError:
+    import metrics as bm
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GT_CA = REPO / "data" / "adk_models" / "adk_dims_ca.npy"
 
-__all__ = ["BenchData", "load_bench_data", "reference_ca", "thread_env", "run_logged", "check_ok",
+__all__ = ["BenchData", "load_bench_data", "map_rows", "score_particle_maps", "map_table",
+           "reference_ca",
+           "thread_env", "run_logged", "check_ok",
            "children_peak_rss_gb", "children_cpu_s", "load_average", "write_json", "REPO",
            "DEFAULT_GT_CA"]
 
@@ -50,6 +59,12 @@ class BenchData:
             raise SystemExit(f"{path}: missing (simulate with --gt-volumes)")
         return np.load(path, mmap_mode="r")
 
+    def consensus_map(self) -> np.ndarray | None:
+        """``(D, D, D)`` float32 ``consensus_frameXXX.mrc`` of the set (noiseless map of one
+        frame, the floor of the map figures), or None when the set has none."""
+        found = sorted(self.root.glob("consensus_frame*.mrc"))
+        return read_map(found[0]).data if found else None
+
 
 def load_bench_data(data_dir, gt_ca_path=DEFAULT_GT_CA) -> BenchData:
     """Read ``particles.star`` (optics block) and ``gt_frame.npy`` of a simulated set."""
@@ -64,6 +79,57 @@ def load_bench_data(data_dir, gt_ca_path=DEFAULT_GT_CA) -> BenchData:
     return BenchData(root=root, star=star, apix=float(optics["rlnImagePixelSize"].iloc[0]),
                      box=int(optics["rlnImageSize"].iloc[0]), frame=frame,
                      gt_ca=np.load(gt_ca_path).astype(np.float64))
+
+
+def map_rows(n_total: int, max_particles: int | None, n_maps: int, seed: int):
+    """Rows a method trains on and the particles whose maps are scored, for every driver alike.
+
+    Returns
+    -------
+    (rows, pick) : ``rows`` = the first ``max_particles`` star rows (all when None);
+    ``pick`` = ``n_maps`` sorted positions in ``rows`` (:func:`metrics.pick_particles`), which
+    equal star rows since ``rows`` starts at 0.
+    """
+    rows = np.arange(n_total if max_particles is None else min(max_particles, n_total))
+    return rows, bm.pick_particles(len(rows), n_maps, seed)
+
+
+def score_particle_maps(maps: np.ndarray, data: BenchData, frames: np.ndarray,
+                        resolution_A: float = 8.0) -> dict:
+    """Map figures of ``(M, D, D, D)`` maps of M particles whose true frames are ``frames``.
+
+    :func:`metrics.score_maps` against each particle's ground-truth volume (mask:
+    :func:`metrics.envelope_mask` of all frames), plus two floors scored the same way on the same
+    particles: ``consensus_*`` (the set's consensus map for every particle) and ``gt_mean_*``
+    (the population-weighted mean of the ground-truth volumes: the best single map).
+    """
+    all_gt = data.gt_volumes()
+    gt = np.asarray(all_gt[np.asarray(frames)], np.float32)
+    mask = bm.envelope_mask(all_gt, data.apix)
+    out = bm.score_maps(maps, gt, mask, data.apix, resolution_A)
+    consensus = data.consensus_map()
+    if consensus is not None:
+        out.update({f"consensus_{k}": v for k, v in bm.single_map_floor(consensus, gt).items()})
+    weights = np.bincount(data.frame, minlength=len(all_gt)).astype(np.float64)
+    mean_gt = np.tensordot(weights / weights.sum(), np.asarray(all_gt, np.float64), axes=1)
+    out.update({f"gt_mean_{k}": v for k, v in bm.single_map_floor(mean_gt, gt).items()})
+    return out
+
+
+def map_table(r: dict) -> str:
+    """The table printed by the drivers that score maps (same rows for every method)."""
+    per_volume = " / ".join(f"{b}^3 {s}" for b, s in r["seconds_per_volume"].items())
+    return bm.format_table({
+        "particles / epochs done": f"{r['n_particles']} / {r['epochs_completed']}",
+        "img/s (training)": r["images_per_s"], "cores used (training)": r["train_cores_used"],
+        "|rho| best PC vs frame": r["abs_spearman_best_pc"], "10-NN R2 (5-fold)": r["knn_r2"],
+        f"AU-FSC ({len(r['map_rows'])} maps, max 0.5)": r["au_fsc"],
+        "heterogeneity carried": r["het_carried"],
+        "floor: consensus map AU-FSC": r.get("consensus_au_fsc", "-"),
+        "floor: mean GT map AU-FSC": r["gt_mean_au_fsc"],
+        "mean map corr (registration)": r["mean_map_corr"], "s per volume": per_volume,
+        "train wall (s)": r["train_wall_s"], "total wall (s)": r["total_wall_s"],
+        "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"})
 
 
 def reference_ca(pdb, res_ids: np.ndarray) -> np.ndarray:

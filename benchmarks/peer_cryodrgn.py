@@ -9,11 +9,13 @@ python of its environment, the ``cryodrgn`` command is taken next to it):
    (its ``z.E.pkl`` fully written) is scored.  The particles are white (RELION-extracted), so
    cryoDRGN's default data inversion is right: no ``--uninvert-data``;
 3. its z: |Spearman ρ| of the best PC with the true frame and the 10-NN R²;
-4. ``cryodrgn eval_vol`` at the z of ``--n-maps`` particles (same rows for every method, see
-   ``metrics.pick_particles``), then AU-FSC against each particle's ground-truth volume and the
-   heterogeneity carried.  cryoDRGN's volumes need no flip or axis change to overlay the ground
-   truth (checked: the mean map correlates best as it is); ``mean_map_corr`` in the JSON guards
-   this on every run.
+4. one ``cryodrgn eval_vol --zfile`` call at the z of ``--n-maps`` particles (same rows for
+   every method, see ``peer_common.map_rows``), then AU-FSC against each particle's ground-truth
+   volume, the heterogeneity carried and the floors (``peer_common.score_particle_maps``).
+   cryoDRGN's volumes need no flip or axis change to overlay the ground truth (checked: the
+   mean map correlates best as it is); ``mean_map_corr`` in the JSON guards this on every run;
+5. seconds per volume: the data's box from step 4 (model loading included), ``--volume-boxes``
+   (default 128) from one volume of the same architecture built for that box (untrained).
 
 Evaluating a 64³ map with the default 3×1024 decoder takes 15–35 s on 2 CPU cores, so 100 maps
 add up to about half an hour after the training.
@@ -40,8 +42,26 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
 from peer_common import (check_ok, children_cpu_s, children_peak_rss_gb,  # noqa: E402
-                         load_average, load_bench_data, run_logged, thread_env,
-                         write_json)
+                         load_average, load_bench_data, map_rows, run_logged,
+                         map_table, score_particle_maps, thread_env, write_json)
+
+VOLUME_TIMER = """import sys, time, numpy as np, torch
+from cryodrgn import config
+from cryodrgn.models import HetOnlyVAE
+cfg = config.load(sys.argv[1])
+cfg["lattice_args"]["D"] = int(sys.argv[2]) + 1
+if cfg["model_args"]["enc_mask"] > 0:              # train_vae's default: the image's disc
+    cfg["model_args"]["enc_mask"] = int(sys.argv[2]) // 2
+torch.set_num_threads(int(sys.argv[3]))
+model, lat = HetOnlyVAE.load(cfg, None, device=torch.device("cpu"))
+model.eval()
+norm = [float(x) for x in cfg["dataset_args"]["norm"]]
+z = np.zeros(cfg["model_args"]["zdim"], np.float32)
+t0 = time.perf_counter()
+with torch.no_grad():
+    model.decoder.eval_volume(lat.coords, lat.D, lat.extent, norm, z)
+print("VOLUME_SECONDS", time.perf_counter() - t0)
+"""
 
 EPOCH_LINE = re.compile(r"=====> Epoch: (\d+) .*Finished in (\d+):(\d+):([\d.]+)")
 
@@ -62,6 +82,9 @@ def parse_args(argv=None):
                    help="low-pass (Å) before the heterogeneity-carried correlation")
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-args", default="", help="extra train_vae arguments (one string)")
+    p.add_argument("--volume-boxes", type=int, nargs="*", default=[128],
+                   help="also time one volume at these boxes (px); the data's box is timed by "
+                        "the scored maps")
     return p.parse_args(argv)
 
 
@@ -108,13 +131,15 @@ def eval_maps(cryodrgn: Path, train_dir: Path, epoch: int, z: np.ndarray, out: P
     return np.stack([mrcfile.read(f).astype(np.float32) for f in files])
 
 
-def score_maps(maps: np.ndarray, gt: np.ndarray, data, resolution_A: float) -> dict:
-    au_mean, au = bm.mean_au_fsc(maps, gt)
-    mask = bm.envelope_mask(data.gt_volumes(), data.apix)
-    het_mean, het = bm.heterogeneity_carried(maps, gt, mask, data.apix, resolution_A)
-    return {"au_fsc": au_mean, "au_fsc_per_map": au, "het_carried": het_mean,
-            "het_carried_per_map": het,
-            "mean_map_corr": bm.mean_map_correlation(maps, gt, mask, data.apix, resolution_A)}
+def volume_seconds(peer_python: Path, config: Path, box: int, threads: int, out: Path,
+                   env) -> float:
+    """Seconds to evaluate one ``box``³ volume with cryoDRGN's decoder: the trained run's
+    architecture rebuilt for images of ``box`` px (untrained weights; the cost does not depend
+    on them), timed in the peer's environment with ``threads`` threads."""
+    log = out / f"volume_{box}.log"
+    res = run_logged([peer_python, "-c", VOLUME_TIMER, config, box, threads], out, log, env)
+    check_ok(res, f"timing a {box}^3 cryoDRGN volume", log)
+    return float(log.read_text().split("VOLUME_SECONDS")[-1].split()[0])
 
 
 def run_training(args, data, cryodrgn: Path, rows: np.ndarray, train_dir: Path, env) -> dict:
@@ -139,17 +164,6 @@ def run_training(args, data, cryodrgn: Path, rows: np.ndarray, train_dir: Path, 
     return {**train, "cpu_s": round(children_cpu_s() - cpu0, 1)}
 
 
-def print_table(r: dict, n_maps: int) -> None:
-    print(bm.format_table({
-        "particles / epochs done": f"{r['n_particles']} / {r['epochs_completed']}",
-        "img/s (training)": r["images_per_s"], "cores used (training)": r["train_cores_used"],
-        "|rho| best PC vs frame": r["abs_spearman_best_pc"], "10-NN R2 (5-fold)": r["knn_r2"],
-        f"AU-FSC ({n_maps} maps, max 0.5)": r["au_fsc"], "heterogeneity carried": r["het_carried"],
-        "mean map corr (registration)": r["mean_map_corr"], "eval_vol (s)": r["eval_vol_s"],
-        "total wall (s)": r["total_wall_s"],
-        "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"}))
-
-
 def main(argv=None) -> int:
     args = parse_args(argv)
     data = load_bench_data(args.data)
@@ -161,7 +175,7 @@ def main(argv=None) -> int:
     env = thread_env(args.threads)
     load_before = load_average()
 
-    rows = np.arange(data.n if args.max_particles is None else min(args.max_particles, data.n))
+    rows, pick = map_rows(data.n, args.max_particles, args.n_maps, args.map_seed)
     t0 = time.monotonic()
     train_dir = out / "train"
     train = run_training(args, data, cryodrgn, rows, train_dir, env)
@@ -170,22 +184,27 @@ def main(argv=None) -> int:
     frame = data.frame[rows]
     lat = bm.latent_figures(z, frame)
 
-    pick = bm.pick_particles(len(rows), args.n_maps, args.map_seed)
     t1 = time.monotonic()
     maps = eval_maps(cryodrgn, train_dir, epoch, z[pick], out, data.apix, env)
     eval_s = time.monotonic() - t1
-    gt = np.asarray(data.gt_volumes()[frame[pick]], np.float32)
-    figs = score_maps(maps, gt, data, args.het_resolution)
+    figs = score_particle_maps(maps, data, frame[pick], args.het_resolution)
+    total_s, peak_gb = round(time.monotonic() - t0, 1), children_peak_rss_gb()
+    per_volume = {str(data.box): round(eval_s / len(pick), 2)}
+    for box in args.volume_boxes:
+        per_volume[str(box)] = round(volume_seconds(args.peer_python, train_dir / "config.yaml",
+                                                    box, args.threads, out, env), 2)
 
     n_train = len(rows)
     result = {
-        "peer": "cryoDRGN train_vae", "data": str(data.root), "n_particles": int(n_train),
+        "peer": "cryoDRGN train_vae", "method": "cryoDRGN train_vae", "data": str(data.root),
+        "n_particles": int(n_train),
         "box": data.box, "apix": data.apix, "minutes": args.minutes, "threads": args.threads,
         "zdim": args.zdim, "train_args": args.train_args, "epochs_completed": epoch,
         "epoch_train_s": secs,
         "images_per_s": round(n_train * len(secs) / sum(secs.values()), 2) if secs else None,
         "train_wall_s": train["wall_s"], "eval_vol_s": round(eval_s, 1),
-        "total_wall_s": round(time.monotonic() - t0, 1), "peer_peak_rss_GB": children_peak_rss_gb(),
+        "seconds_per_volume": per_volume,
+        "total_wall_s": total_s, "peer_peak_rss_GB": peak_gb,
         "train_cpu_s": train["cpu_s"],
         "train_cores_used": round(train["cpu_s"] / train["wall_s"], 2),
         "load_avg_before": load_before, "load_avg_after": load_average(),
@@ -193,7 +212,7 @@ def main(argv=None) -> int:
         "map_rows": pick, "het_resolution_A": args.het_resolution, **figs,
     }
     write_json(out / "peer_cryodrgn.json", result)
-    print_table(result, len(pick))
+    print(map_table(result))
     print(f"-> {out / 'peer_cryodrgn.json'}")
     return 0
 

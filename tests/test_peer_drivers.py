@@ -9,7 +9,11 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
 import peer_cryodrgn as pd  # noqa: E402
 import peer_cryostar as pc  # noqa: E402
-from peer_common import load_bench_data, run_logged, thread_env  # noqa: E402
+from peer_common import (BenchData, load_bench_data, map_rows, run_logged,  # noqa: E402
+                         score_particle_maps, thread_env)
+from test_benchmark_metrics import _blob_volumes  # noqa: E402
+
+from cryostar_engine.io import write_mrc  # noqa: E402
 
 from conftest import ADK_GT_FRAME, ADK_REF, DATA  # noqa: E402
 
@@ -80,3 +84,31 @@ def test_load_bench_data_reads_optics(tmp_path):
     d = load_bench_data(DATA / "adk_sim48")
     assert d.box == 48 and d.apix == pytest.approx(2.0) and d.n == len(np.load(ADK_GT_FRAME))
     assert d.gt_ca.shape == (98, 214, 3)
+
+
+def test_map_rows_same_particles_for_every_driver():
+    rows, pick = map_rows(3000, None, 100, 0)
+    assert np.array_equal(rows, np.arange(3000)) and len(pick) == 100
+    assert np.array_equal(pick, map_rows(3000, None, 100, 0)[1])          # reproducible
+    rows, small = map_rows(3000, 64, 10, 0)
+    assert len(rows) == 64 and len(small) == 10 and small.max() < 64
+    assert not np.array_equal(pick, map_rows(3000, None, 100, 1)[1])      # the seed matters
+
+
+def test_score_particle_maps_truth_and_floors(tmp_path):
+    t = np.linspace(0, 1, 8)
+    gt_all = _blob_volumes(t)                          # 8 "frames", 24 px at 2 Å
+    np.save(tmp_path / "gt_volumes.npy", gt_all)
+    write_mrc(tmp_path / "consensus_frame000.mrc", gt_all[0], 2.0)
+    frame = np.repeat(np.arange(8), 3)
+    data = BenchData(root=tmp_path, star=tmp_path / "p.star", apix=2.0, box=24, frame=frame,
+                     gt_ca=np.zeros((8, 1, 3)))
+    frames = np.array([0, 2, 4, 6, 7, 1])
+    truth = score_particle_maps(gt_all[frames], data, frames)
+    assert truth["au_fsc"] == pytest.approx(0.5) and truth["het_carried"] == pytest.approx(1.0)
+    assert truth["consensus_het_carried"] == 0.0 and truth["gt_mean_het_carried"] == 0.0
+    # a single map is a floor: below the truth, and the population mean beats one end state
+    assert truth["consensus_au_fsc"] < truth["gt_mean_au_fsc"] < 0.5 - 0.02
+    wrong = score_particle_maps(gt_all[7 - frames], data, frames)    # states reversed
+    assert wrong["het_carried"] < -0.2 and wrong["au_fsc"] < truth["au_fsc"] - 0.02
+    assert wrong["consensus_au_fsc"] == pytest.approx(truth["consensus_au_fsc"])
