@@ -104,11 +104,13 @@ def run_case(spec: dict) -> dict:
                    precision="bf16" if amp else "fp32")
     else:
         if spec["kind"] == "stage1":
-            case = tc.Stage1Case(spec["box"], spec["beads"], a["batch1"], device, a["precision"])
-            row.update(case.sizes, batch=a["batch1"], precision="bf16" if case.amp else "fp32")
+            case = tc.Stage1Case(spec["box"], spec["beads"], a["batch1"], device, a["precision"],
+                                 compile=a.get("compile", False))
+            row.update(case.sizes, batch=a["batch1"], precision="bf16" if case.setup.amp else "fp32",
+                       compiled=bool(a.get("compile", False)))
         else:
             case = tc.Stage2Case(spec["box"], a["batch2"], device, a["precision"])
-            row.update(points=case.points, batch=a["batch2"], precision="bf16" if case.amp else "fp32")
+            row.update(points=case.points, batch=a["batch2"], precision="bf16" if case.setup.amp else "fp32")
         sec, cpu, n = time_steps(case.step, device, a["warmup"], a["seconds"], a["min_steps"])
         row.update(ms_per_step=1e3 * sec, images_per_s=row["batch"] / sec, steps=n,
                    cpu_ms_per_step=1e3 * cpu, images_per_cpu_s=row["batch"] / cpu)
@@ -189,6 +191,8 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
     p.add_argument("--tf32", action="store_true", help="allow TF32 for fp32 matrix products "
                    "on the GPU (the trainers do not)")
+    p.add_argument("--compile", action="store_true", help="stage 1 with torch.compile (as train-atom "
+                   "--compile); give --warmup ≥ 5 so that compilation is not timed")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seconds", type=float, default=None, help="time per case (default 5 s on "
                    "a GPU, 10 s on the CPU)")
@@ -217,7 +221,7 @@ def main(argv=None):
         sys.exit(f"--device {a.device}: torch {torch.__version__} sees no GPU")
     cuda = a.device.startswith("cuda")
     args = {k: getattr(a, k) for k in ("batch1", "batch2", "precision", "threads", "tf32", "warmup",
-                                       "seconds", "min_steps", "volume_repeats", "chunk")}
+                                       "seconds", "min_steps", "volume_repeats", "chunk", "compile")}
     info = machine(a.device, a.threads)
     print(f"device {a.device}" + (f" ({info['gpu']}, CUDA {info['cuda']})" if cuda else "")
           + f"; CPU {info['cpu']}, {info['threads']} threads of {info['cores_available']} cores; "

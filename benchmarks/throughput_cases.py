@@ -13,30 +13,29 @@ Speed does not depend on the content, so the inputs are random but of the right 
   :func:`cryostar_engine.atom.build_graph` with the default cut-offs.  The pixel size is chosen
   so that the ball fills ~40 % of the box.
 
-Stage-1 step (mirrors ``cryostar_engine.atom.training._losses`` and its loop): target
-(centring, low-pass), encoder on the masked target, reparameterisation, decoder, rotate,
-separable projection, CTF, the five loss terms, backward, fused AdamW.  Under CUDA the networks
-run in bf16 autocast unless ``precision="fp32"`` (the trainer's ``auto``).  Stage-2 step:
+Stage-1 step: :func:`cryostar_engine.atom.step.train_step`, the trainer's own step (target,
+encoder, reparameterisation, decoder, rotate, separable projection, CTF, the five loss terms,
+backward, guarded fused AdamW).  Under CUDA the networks run in bf16 autocast unless
+``precision="fp32"`` (the trainer's ``auto``).  Stage-2 step:
 :func:`cryostar_engine.density.step.train_step`, the trainer's own step.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
-from cryostar_engine.atom.evaluate import encoder_input
 from cryostar_engine.atom.forward import AtomForwardModel
 from cryostar_engine.atom.graph import build_graph
-from cryostar_engine.atom.losses import (clash_loss, continuity_loss, elastic_network_loss,
-                                         image_loss, kl_free_bits, pair_distances)
 from cryostar_engine.atom.networks import AtomVAE
+from cryostar_engine.atom.step import AtomStepSetup, LossSettings, atom_losses, restraint_tensors
+from cryostar_engine.atom.step import train_step as atom_train_step
 from cryostar_engine.data.particles import Batch
 from cryostar_engine.density import HartleyField, VolumeRenderer, half_grid
-from cryostar_engine.density.step import StepSetup, make_optimizer, train_step
+from cryostar_engine.density.step import StepSetup, train_step
+from cryostar_engine.train import CompiledOrEager, make_optimizer
 from cryostar_engine.geometry.poses import euler_to_matrix
 from cryostar_engine.io.pdb import Beads
 from cryostar_engine.physics.ctf import CtfParams
@@ -103,35 +102,30 @@ class Stage1Case:
     """One stage-1 training step at ``box`` px with ``n_beads`` beads and batch ``batch``."""
 
     def __init__(self, box: int, n_beads: int, batch: int, device, precision: str = "auto",
-                 pool_size: int = 2048, seed: int = 0):
+                 pool_size: int = 2048, seed: int = 0, compile: bool = False):
         self.device, self.batch_size = torch.device(device), batch
         beads = bead_cloud(n_beads, seed)
         extent = float(np.linalg.norm(beads.coords_A, axis=1).max())
         self.apix = 2.5 * extent / box
         self.beads = beads
         self.graph = build_graph(beads)
-        g = self.graph
-        sizes = np.cumsum([0, len(g.continuity), len(g.en), len(g.clash)])
         d = self.device
-        self.pairs = torch.as_tensor(np.concatenate([g.continuity, g.en, g.clash]), device=d)
-        self.slices = [slice(sizes[i], sizes[i + 1]) for i in range(3)]
-        self.cont_d0 = torch.as_tensor(g.continuity_d0, dtype=torch.float32, device=d)
-        self.en_d0 = torch.as_tensor(g.en_d0, dtype=torch.float32, device=d)
-        self.en_group = torch.as_tensor(g.en_group, device=d)
-        self.forward = AtomForwardModel(box, self.apix, torch.as_tensor(beads.amplitudes), 2.0,
-                                        2.5 * self.apix, 0.9375, d)
-        self.model = AtomVAE(box, n_beads, 8, (512, 256, 128, 64, 32), (32, 64, 128, 256, 512),
-                             torch.as_tensor(beads.coords_A, dtype=torch.float32)).to(d)
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=5e-4, fused=True)
+        forward = AtomForwardModel(box, self.apix, torch.as_tensor(beads.amplitudes), 2.0,
+                                   2.5 * self.apix, 0.9375, d)
+        model = AtomVAE(box, n_beads, 8, (512, 256, 128, 64, 32), (32, 64, 128, 256, 512),
+                        torch.as_tensor(beads.coords_A, dtype=torch.float32)).to(d)
         self.pool = make_pool(box, min(pool_size, max(4 * batch, 256)), d, seed)
-        self.amp = torch.bfloat16 if self.device.type == "cuda" and precision != "fp32" else None
+        amp = torch.bfloat16 if self.device.type == "cuda" and precision != "fp32" else None
         self.gen = torch.Generator().manual_seed(seed + 1)
         self.noise = torch.Generator(device=d).manual_seed(seed + 2)
         with torch.no_grad():
             b = self.pool.batch(torch.arange(min(256, len(self.pool.images))), d)
-            t = self.forward.target(b) * self.forward.mask
-            self.scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
-        self.n_mask = float(self.forward.mask.sum())
+            t = forward.target(b) * forward.mask
+            scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
+        self.setup = AtomStepSetup(model, make_optimizer(model, 5e-4, 0.01), forward,
+                                   restraint_tensors(self.graph, d), LossSettings(), scale, amp=amp)
+        if compile:
+            self.setup.losses_fn = CompiledOrEager(atom_losses)
 
     @property
     def sizes(self) -> dict:
@@ -142,19 +136,7 @@ class Stage1Case:
         rows = torch.randint(len(self.pool.images), (self.batch_size,), generator=self.gen)
         batch = self.pool.batch(rows, self.device)
         eps = torch.randn((self.batch_size, 8), generator=self.noise, device=self.device)
-        with _autocast(self.device, self.amp):
-            target = self.forward.target(batch)
-            mu, logvar, coords = self.model(encoder_input(self.forward, batch, self.scale, target), eps)
-        coords = coords.float()
-        pred = self.forward.render(coords, batch)
-        d = pair_distances(coords, self.pairs)
-        cont, en, clash = (d[:, s] for s in self.slices)
-        total = (image_loss(pred, target, self.forward.mask) + continuity_loss(cont, self.cont_d0)
-                 + elastic_network_loss(en, self.en_d0, self.en_group, 0.99) + clash_loss(clash, 4.0)
-                 + 0.5 * kl_free_bits(mu.float(), logvar.float(), 3.0) / self.n_mask)
-        self.optimizer.zero_grad(set_to_none=True)
-        total.backward()
-        self.optimizer.step()
+        atom_train_step(self.setup, batch, eps, 0.5)
 
 
 class Stage2Case:
@@ -178,10 +160,6 @@ class Stage2Case:
         rows = torch.randint(len(self.pool.images), (self.batch_size,), generator=self.gen)
         batch = self.pool.batch(rows, self.device)
         train_step(self.setup, batch, self.z[batch.rows], self.batch_size)
-
-
-def _autocast(device: torch.device, amp):
-    return contextlib.nullcontext() if amp is None else torch.autocast(device.type, dtype=amp)
 
 
 def _amp(precision: str, device: torch.device, cpu_bf16: bool):

@@ -46,6 +46,16 @@ def formatGpuList(gpus):
     return ",".join(items) or None
 
 
+# Engine sub-commands that train with DistributedDataParallel under torchrun (one process per GPU).
+DISTRIBUTED_COMMANDS = ("train-atom", "train-density")
+
+
+def countGpus(gpus):
+    """Number of GPU ids in ``gpus`` (any form :func:`formatGpuList` accepts); 0 for None."""
+    ids = formatGpuList(gpus)
+    return len(ids.split(",")) if ids else 0
+
+
 class Plugin(pwem.Plugin):
     _url = "https://github.com/scipion-em/scipion-em-cryostar"
     _supportedVersions = VERSIONS
@@ -94,17 +104,24 @@ class Plugin(pwem.Plugin):
         subcommand : e.g. ``"train-atom"``, ``"check-inputs"``.
         gpus : GPU ids (see :func:`formatGpuList`); when given, ``CUDA_VISIBLE_DEVICES`` is set
             for the engine only.  None leaves the variable as it is (CPU runs, or all GPUs).
+            With several ids, the training sub-commands (:data:`DISTRIBUTED_COMMANDS`) run
+            under ``torchrun`` with one process per GPU (DistributedDataParallel).
 
         Returns
         -------
-        str : e.g. ``CUDA_VISIBLE_DEVICES=0,1 /venv/bin/python -m cryostar_engine train-atom``, or
-        ``<CONDA_ACTIVATION_CMD> conda activate cryostar-0.1.0 && CUDA_VISIBLE_DEVICES=0 python
-        -m cryostar_engine train-atom`` with a separate environment.
+        str : e.g. ``CUDA_VISIBLE_DEVICES=0 /venv/bin/python -m cryostar_engine train-atom``,
+        ``CUDA_VISIBLE_DEVICES=0,1 /venv/bin/python -m torch.distributed.run --standalone
+        --nproc_per_node=2 -m cryostar_engine train-atom``, or ``<CONDA_ACTIVATION_CMD> conda
+        activate cryostar-0.1.0 && CUDA_VISIBLE_DEVICES=0 python -m cryostar_engine train-atom``
+        with a separate environment.
         """
         cvd = formatGpuList(gpus)
         cvd = f"CUDA_VISIBLE_DEVICES={cvd} " if cvd else ""
-        python = cls.getEnginePython()
-        engine = f"{cvd}{shlex.quote(python)} -m {ENGINE_MODULE} {subcommand}"
+        python = shlex.quote(cls.getEnginePython())
+        nproc = countGpus(gpus) if subcommand in DISTRIBUTED_COMMANDS else 1
+        launcher = (f"{python} -m torch.distributed.run --standalone --nproc_per_node={nproc} "
+                    if nproc > 1 else f"{python} ")
+        engine = f"{cvd}{launcher}-m {ENGINE_MODULE} {subcommand}"
         if not cls.usesSeparateEnv():
             return engine
         conda = cls.getCondaActivationCmd() or ""

@@ -46,7 +46,10 @@ class AtomConfig:
     overwrite: bool = _f(False, "delete the run in --out and start again")
     invert_contrast: bool = _f(False, "negate the images (dark particles)")
     # optimiser
-    lr: float = _f(5e-4, "AdamW learning rate")
+    lr: float = _f(5e-4, "AdamW peak learning rate")
+    lr_schedule: str = _f("cosine", "learning-rate schedule over the run's steps: cosine (decays to "
+                                    "lr × lr_final_fraction at the last step) or constant")
+    lr_final_fraction: float = _f(0.05, "cosine schedule: final learning rate as a fraction of --lr")
     weight_decay: float = _f(0.01, "AdamW weight decay")
     # networks
     encoder_hidden: tuple = _f((512, 256, 128, 64, 32), "encoder hidden widths")
@@ -73,6 +76,8 @@ class AtomConfig:
     eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
+    compile: bool = _f(False, "torch.compile the step's networks, rendering and losses (fuses the "
+                              "element-wise work; falls back to eager mode if compiling fails)")
     micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
                                 "memory; doubled automatically after a GPU out-of-memory error)")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
@@ -80,6 +85,7 @@ class AtomConfig:
                                    "continue later with --resume")
     skip_signal_check: bool = _f(False, "train even when the reference does not correlate with the particles")
     stop_after_steps: int | None = _f(None, "stop (as if killed) after this many steps; for tests")
+    debug_nan_at_step: int | None = _f(None, "make the loss of this step non-finite; for tests of the guard")
 
     def to_json(self) -> dict:
         return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}

@@ -12,6 +12,7 @@ from ..errors import InputError
 from ..io.mrc import read_map
 from ..io.relion import ParticleMetadata, read_particles
 from ..reference import Reference, load_reference
+from ..train.schedule import SCHEDULES
 from .config import AtomConfig
 from .graph import RestraintGraph, build_graph
 
@@ -43,6 +44,10 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     """Read particles, model and map; check box, low-pass and frame; build the restraint graph."""
     if not cfg.particles or not cfg.model:
         raise InputError("--particles and --model are required")
+    if cfg.lr_schedule not in SCHEDULES:
+        raise InputError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if not 0.0 <= cfg.lr_final_fraction <= 1.0:
+        raise InputError(f"--lr-final-fraction must lie in [0, 1], got {cfg.lr_final_fraction:g}")
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
     map_data = read_map(cfg.map) if cfg.map else None
     reference = load_reference(cfg.model, meta.box, meta.apix, map_data)

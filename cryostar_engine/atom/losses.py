@@ -39,11 +39,14 @@ def continuity_loss(d, d0) -> torch.Tensor:
 
 
 def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None) -> torch.Tensor:
-    """Elastic network with adaptive relaxation.
+    """Elastic network with adaptive relaxation, without host–device synchronisation.
 
-    ``d``: ``(B, P)`` distances of the network's pairs.  Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group, pairs whose variance of
-    ``e`` across the batch is at or above the ``keep_ratio`` quantile are released for this step
-    (hinges move; local structure stays rigid).  ``gather`` (``(B, P) → (G, P)``) lets a
+    ``d``: ``(B, P)`` distances of the network's pairs, ``d0`` ``(P,)`` reference distances (Å).
+    Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group (``groups``: a sequence
+    of index tensors into the P pairs), pairs whose variance of ``e`` across the batch is at or
+    above the ``keep_ratio`` quantile are released for this step (hinges move; local structure
+    stays rigid); a group that would release every pair keeps them all.  The loss is the mean of
+    ``e`` over the kept (sample, pair) entries.  ``gather`` (``(B, P) → (G, P)``) lets a
     distributed run compute the variance over the global batch of all processes.
     """
     if d.shape[1] == 0:
@@ -57,13 +60,13 @@ def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None) -> torch
         if every.shape[0] < 2:
             return err.mean()
         var = every.var(0)
-        keep = torch.ones_like(var, dtype=torch.bool)
-        for g in torch.unique(groups):
-            sel = groups == g
-            keep[sel] = var[sel] < torch.quantile(var[sel], keep_ratio)
-            if not keep[sel].any():
-                keep[sel] = True
-    return err[:, keep].mean()
+        keep = torch.ones_like(var)
+        for idx in groups:
+            v = var.index_select(0, idx)
+            kept = (v < torch.quantile(v, keep_ratio)).float()
+            kept = torch.where(kept.sum() > 0, kept, torch.ones_like(kept))
+            keep.index_copy_(0, idx, kept)
+    return (err * keep).sum() / (keep.sum() * err.shape[0])
 
 
 def clash_loss(d, min_distance_A: float) -> torch.Tensor:

@@ -7,7 +7,6 @@ of (seed, step) and a resumed run continues exactly where the checkpoint left it
 """
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import time
@@ -22,25 +21,26 @@ from ..errors import InputError
 from ..io.pdb import write_beads_pdb
 from torch.nn.parallel import DistributedDataParallel
 
-from ..train import (DistContext, NonFiniteGuard, Progress, configure_cpu, init_distributed,
-                     load_latest_checkpoint, prepare_run_dir, read_json, resolve_device, run_logger,
+from ..train import (CompiledOrEager, DistContext, Progress, SkippedSteps, apply_lr_factor,
+                     configure_cpu, ensure_fused, init_distributed, load_latest_checkpoint,
+                     lr_factor, make_optimizer, prepare_run_dir, read_json, resolve_device, run_logger,
                      save_checkpoint, seed_everything, shard, write_json)
 from .config import AtomConfig
-from .evaluate import REFERENCE_FILE, encode_all, encoder_input, save_z, write_preview
+from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
 from .memory import check_gpu_memory, estimate_step_bytes
-from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_loss, kl_free_bits,
-                     pair_distances)
 from .networks import AtomVAE
+from ..data.prefetch import BatchPrefetcher
+from .step import AtomStepSetup, LossSettings, atom_losses, restraint_tensors, train_step
 
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS", "INVOCATION_FIELDS"]
 
 # Settings a resumed run may change when given; all others come from the run's config.json.
 RESUMABLE_FIELDS = ("epochs", "threads", "checkpoint_every", "eval_every_epochs", "max_cache_gb",
-                    "precision", "micro_batches")
+                    "precision", "micro_batches", "compile")
 # Settings of one invocation only: never inherited from the run being resumed.
-INVOCATION_FIELDS = ("device", "stop_after_steps", "max_minutes")
+INVOCATION_FIELDS = ("device", "stop_after_steps", "max_minutes", "debug_nan_at_step")
 
 
 def batch_rows(step: int, batch: int, n: int, seed: int) -> np.ndarray:
@@ -59,19 +59,22 @@ def batch_rows(step: int, batch: int, n: int, seed: int) -> np.ndarray:
 class _Parts:
     inputs: AtomInputs
     model: AtomVAE
-    forward: AtomForwardModel
-    optimizer: torch.optim.Optimizer
+    setup: AtomStepSetup           # what a step needs; setup.net is the model or its DDP wrapper
     device: torch.device
-    pairs: dict
-    scale: float
-    n_mask: float
     memory_note: str = ""
     ctx: DistContext = field(default_factory=DistContext)
-    net: torch.nn.Module | None = None     # the model, or its DDP wrapper
 
-    def __post_init__(self):
-        if self.net is None:
-            self.net = self.model
+    @property
+    def forward(self) -> AtomForwardModel:
+        return self.setup.forward
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        return self.setup.optimizer
+
+    @property
+    def scale(self) -> float:
+        return self.setup.scale
 
 
 def _resolve_config(cfg: AtomConfig) -> AtomConfig:
@@ -90,11 +93,11 @@ def _resolve_config(cfg: AtomConfig) -> AtomConfig:
     return AtomConfig(**saved)
 
 
-def _autocast(device: torch.device, precision: str):
+def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    """Autocast dtype of the networks: bf16 on a GPU unless asked otherwise; fp32 on the CPU."""
     if device.type != "cuda" or precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast("cuda", dtype=dtype)
+        return None
+    return torch.float16 if precision == "fp16" else torch.bfloat16
 
 
 def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
@@ -107,69 +110,23 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     if not cfg.skip_signal_check:
         check_signal_overlap(overlap)
     model = AtomVAE(ds.box, len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden, reference).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
-                                  fused=True)
-    g = inputs.graph
-    sizes = np.cumsum([0, len(g.continuity), len(g.en), len(g.clash)])
-    pairs = {"all": torch.as_tensor(np.concatenate([g.continuity, g.en, g.clash]), device=device),
-             "cont": slice(sizes[0], sizes[1]), "en": slice(sizes[1], sizes[2]),
-             "clash": slice(sizes[2], sizes[3]),
-             "cont_d0": torch.as_tensor(g.continuity_d0, dtype=torch.float32, device=device),
-             "en_d0": torch.as_tensor(g.en_d0, dtype=torch.float32, device=device),
-             "en_group": torch.as_tensor(g.en_group, device=device)}
+    optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
+    restraints = restraint_tensors(inputs.graph, device)
     rows = np.linspace(0, len(ds) - 1, min(len(ds), 512)).astype(int)
     with torch.no_grad():
         t = forward.target(ds.batch(rows, device)) * forward.mask
         scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
-    estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(pairs["all"]),
+    estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(restraints.pairs),
                                    sum(t.numel() for t in model.parameters()))
     memory_note = check_gpu_memory(estimate, device, cfg.batch, ds.box)
-    return _Parts(inputs, model, forward, optimizer, device, pairs, scale, float(forward.mask.sum()),
-                  memory_note=memory_note)
+    setup = AtomStepSetup(model, optimizer, forward, restraints, LossSettings.from_config(cfg), scale,
+                          amp=_amp_dtype(device, cfg.precision))
+    return _Parts(inputs, model, setup, device, memory_note=memory_note)
 
 
-def _losses(cfg, p: _Parts, batch, eps, images_seen):
-    with _autocast(p.device, cfg.precision):
-        target = p.forward.target(batch)
-        mu, logvar, coords = p.net(encoder_input(p.forward, batch, p.scale, target), eps)
-    coords = coords.float()
-    pred = p.forward.render(coords, batch)
-    q = p.pairs
-    d = pair_distances(coords, q["all"])
-    terms = {
-        "image": image_loss(pred, target, p.forward.mask),
-        "continuity": continuity_loss(d[:, q["cont"]], q["cont_d0"]),
-        "elastic": elastic_network_loss(d[:, q["en"]], q["en_d0"], q["en_group"], cfg.en_keep_ratio,
-                                        gather=p.ctx.all_gather_rows if p.ctx.enabled else None),
-        "clash": clash_loss(d[:, q["clash"]], cfg.clash_min_A),
-        "kl": kl_free_bits(mu.float(), logvar.float(), cfg.kl_free_bits),
-    }
-    beta = cfg.kl_beta_max * min(images_seen / max(cfg.kl_warmup_images, 1), 1.0)
-    total = (terms["image"] + cfg.continuity_weight * terms["continuity"]
-             + cfg.en_weight * terms["elastic"] + cfg.clash_weight * terms["clash"]
-             + beta * terms["kl"] / p.n_mask)
-    return total, terms, (target, pred)
-
-
-def _step(cfg, p: _Parts, batch, eps, images_seen, micro: int):
-    """Forward and backward of one step in ``micro`` equal chunks (gradient accumulation; DDP
-    synchronises only on the last chunk).  ``micro > 1`` is how an out-of-memory GPU backs off
-    without changing the batch, and so the schedule: the losses are the same means, except that
-    the elastic-network relaxation sees each chunk's variance instead of the whole batch's."""
-    p.optimizer.zero_grad(set_to_none=True)
-    n = batch.rows.shape[0]
-    chunks = torch.arange(n, device=batch.rows.device).chunk(micro)
-    total_sum, term_sums, last = 0.0, {}, None
-    for i, idx in enumerate(chunks):
-        sync_later = p.ctx.enabled and i < len(chunks) - 1
-        with p.net.no_sync() if sync_later else contextlib.nullcontext():
-            total, terms, last = _losses(cfg, p, batch.select(idx), eps[idx], images_seen)
-            weight = len(idx) / n
-            (total * weight).backward()
-        total_sum = total_sum + total.detach() * weight
-        for k, v in terms.items():
-            term_sums[k] = term_sums.get(k, 0.0) + v.detach() * weight
-    return total_sum, term_sums, last
+def _kl_beta(cfg: AtomConfig, images_seen: int) -> float:
+    """KL weight: rises linearly to ``kl_beta_max`` over ``kl_warmup_images`` images."""
+    return cfg.kl_beta_max * min(images_seen / max(cfg.kl_warmup_images, 1), 1.0)
 
 
 def _back_off(micro: int, local_batch: int, log, device) -> int:
@@ -248,8 +205,11 @@ def train_atom(cfg: AtomConfig) -> dict:
         p = _build(cfg, device)        # every input check happens before the run folder exists
         p.ctx = ctx
         run_dir, log = _open_run(cfg, p, ctx)
+        if cfg.compile:
+            p.setup.losses_fn = CompiledOrEager(atom_losses, log)
         if ctx.enabled:
-            p.net = DistributedDataParallel(p.model, device_ids=[device.index] if device.type == "cuda" else None)
+            p.setup.net = DistributedDataParallel(p.model, device_ids=[device.index] if device.type == "cuda" else None)
+            p.setup.gather = ctx.all_gather_rows
         _train(cfg, p, run_dir, log)
     finally:
         ctx.close()
@@ -264,6 +224,7 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
     if state is not None:
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
+        ensure_fused(p.optimizer)
         noise_gen.set_state(state["noise_rng"].cpu() if p.device.type == "cpu" else state["noise_rng"])
         step, images_seen = int(state["step"]), int(state["images_seen"])
         log.info("resuming at step %d (%d images seen) of %d", step, images_seen, total_steps)
@@ -279,62 +240,109 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
     _train_loop(cfg, p, run_dir, log, step, images_seen, total_steps, noise_gen)
 
 
-def _should_stop(cfg, p: _Parts, step: int, t0: float) -> str | None:
+def _should_stop(cfg, p: _Parts, step: int, t0: float, check_time: bool) -> str | None:
+    """``"steps"`` after ``--stop-after-steps``; ``"time"`` past ``--max-minutes`` (looked at only
+    when ``check_time``: rank 0's clock is broadcast, a sync under torchrun)."""
     if cfg.stop_after_steps is not None and step >= cfg.stop_after_steps:
         return "steps"
-    if cfg.max_minutes is not None:
+    if cfg.max_minutes is not None and check_time:
         late = time.perf_counter() - t0 > 60 * cfg.max_minutes
         if p.ctx.broadcast_flag(late, p.device):
             return "time"
     return None
 
 
+READBACK_STEPS = 20     # losses and applied/skipped flags are read back every this many steps
+
+
+class _Pending:
+    """Device-side results of the steps not yet read back: one transfer per read-back."""
+
+    def __init__(self, skipped: SkippedSteps, progress: Progress | None):
+        self.skipped, self.progress, self.rows = skipped, progress, []
+
+    def add(self, step: int, images: int, total, terms: dict, ok) -> None:
+        self.rows.append((step, images, torch.stack([total, *terms.values(), ok.float()]), list(terms)))
+
+    def read_back(self) -> None:
+        """Write the applied steps' ``losses.csv`` rows; report the skipped ones."""
+        if not self.rows:
+            return
+        values = torch.stack([r[2] for r in self.rows]).float().cpu().tolist()
+        for (step, images, _, names), vals in zip(self.rows, values):
+            if vals[-1] > 0.5:
+                self.skipped.applied()
+                if self.progress is not None:
+                    self.progress.record(step, images, {"loss": vals[0], **dict(zip(names, vals[1:-1]))})
+            else:
+                self.skipped.skipped(step, vals[0])
+        self.rows = []
+
+
 def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, noise_gen):
+    """Steps until ``total_steps``; every :data:`READBACK_STEPS` steps (and before each
+    checkpoint, evaluation or stop) the pending losses and flags are read back in one transfer."""
     n, main = len(p.inputs.dataset), p.ctx.is_main
-    guard = NonFiniteGuard(p.model, p.optimizer, log)
     progress = Progress(run_dir, total_steps * cfg.batch, images_seen) if main else None
     if main:
         progress.truncate_after(step)
+    pending = _Pending(SkippedSteps(p.optimizer, log, advice="lower --lr, raise --low-pass, or "
+                                                        "check the input particles"), progress)
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last, micro = None, cfg.micro_batches
+    ds = p.inputs.dataset
+
+    def rows_of(s: int) -> np.ndarray:
+        return shard(batch_rows(s, cfg.batch, n, cfg.seed), p.ctx)
+    # a stack larger than the cache streams from disk, read ahead in a thread (pinned on a GPU)
+    streaming = None if ds.in_memory else BatchPrefetcher(ds, rows_of, p.device, start=step)
+    batch, batch_step = None, -1
     t0 = last_preview = time.perf_counter()
-    while step < total_steps:
-        stop = _should_stop(cfg, p, step, t0)
-        if stop:
-            log.info("stopping at step %d (%s); continue with --resume", step,
-                     "--stop-after-steps" if stop == "steps" else f"time limit of {cfg.max_minutes:g} min")
-            if main:
+    try:
+        while step < total_steps:
+            stop = _should_stop(cfg, p, step, t0, check_time=step % READBACK_STEPS == 0)
+            if stop:
+                pending.read_back()
+                log.info("stopping at step %d (%s); continue with --resume", step,
+                         "--stop-after-steps" if stop == "steps" else f"time limit of {cfg.max_minutes:g} min")
+                if main:
+                    _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
+                    _evaluate(cfg, p, run_dir, step, images_seen, log, status="stopped",
+                              last=(last[0][:8].detach(), last[1][:8].detach()) if last else None)
+                break
+            if batch_step != step:          # (an out-of-memory retry keeps its batch and noise)
+                batch = streaming.get(step) if streaming else ds.batch(rows_of(step), p.device)
+                eps = torch.randn((cfg.batch, cfg.zdim), generator=noise_gen, device=p.device)
+                batch_step = step
+            apply_lr_factor(p.optimizer, lr_factor(cfg.lr_schedule, step, total_steps, cfg.lr_final_fraction))
+            try:
+                total, terms, ok, last = train_step(p.setup, batch, shard(eps, p.ctx), _kl_beta(cfg, images_seen),
+                                                    micro, poison=cfg.debug_nan_at_step == step + 1)
+            except torch.OutOfMemoryError:
+                micro = _back_off(micro, len(batch.rows), log, p.device)
+                continue
+            step += 1
+            images_seen += cfg.batch
+            pending.add(step, cfg.batch, total, terms, ok)
+            checkpoint = step % cfg.checkpoint_every == 0 or step == total_steps
+            evaluate = step % eval_every == 0 or step == total_steps
+            if checkpoint or evaluate or step % READBACK_STEPS == 0:
+                pending.read_back()
+            if not main:
+                continue
+            if checkpoint:
                 _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
-                _evaluate(cfg, p, run_dir, step, images_seen, log, status="stopped",
-                          last=(last[0][:8].detach(), last[1][:8].detach()) if last else None)
-            break
-        rows = batch_rows(step, cfg.batch, n, cfg.seed)
-        eps = torch.randn((cfg.batch, cfg.zdim), generator=noise_gen, device=p.device)
-        batch = p.inputs.dataset.batch(shard(rows, p.ctx), p.device)
-        try:
-            total, terms, last = _step(cfg, p, batch, shard(eps, p.ctx), images_seen, micro)
-        except torch.OutOfMemoryError:
-            micro = _back_off(micro, len(batch.rows), log, p.device)
-            continue
-        if not guard.check(total, step):
-            continue
-        p.optimizer.step()
-        step += 1
-        images_seen += cfg.batch
-        if step % 50 == 0:
-            guard.mark_good()
-        if not main:
-            continue
-        progress.record(step, cfg.batch, {"loss": total, **terms})
-        if step % cfg.checkpoint_every == 0 or step == total_steps:
-            _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
-        if step % eval_every == 0 or step == total_steps:
-            final = step == total_steps
-            preview = final or time.perf_counter() - last_preview > 600
-            if preview:
-                last_preview = time.perf_counter()
-            _evaluate(cfg, p, run_dir, step, images_seen, log, status="finished" if final else "running",
-                      last=(last[0][:8].detach(), last[1][:8].detach()) if preview else None)
+            if evaluate:
+                final = step == total_steps
+                preview = final or time.perf_counter() - last_preview > 600
+                if preview:
+                    last_preview = time.perf_counter()
+                _evaluate(cfg, p, run_dir, step, images_seen, log, status="finished" if final else "running",
+                          last=(last[0][:8].detach(), last[1][:8].detach()) if preview else None)
+        pending.read_back()
+    finally:
+        if streaming is not None:
+            streaming.close()
     if main:
         progress.close()
         log.info("finished %d steps in %.1f s (%.0f images/s)", step, time.perf_counter() - t0,

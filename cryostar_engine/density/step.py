@@ -6,9 +6,9 @@ AdamW update.  Nothing in it reads a value back to the host (no ``.item()``, ``f
 ``bool()`` of a device tensor), so on a GPU the host can queue the next steps while the device
 works.  Instead:
 
-* the finiteness check is a 0-d bool **on the device**, handed to the fused AdamW as
-  ``found_inf`` (the mechanism AMP's ``GradScaler`` uses): a step with a non-finite gradient
-  leaves the parameters, the moments and the step count unchanged;
+* the finiteness check is a 0-d bool **on the device** (:func:`~cryostar_engine.train.optim.
+  guarded_step`): a step with a non-finite gradient leaves the parameters, the moments and the
+  step count unchanged;
 * the loss and that flag are returned as device tensors; the caller reads them back together
   every few steps (:class:`~cryostar_engine.density.training.DensityTrainer` does so every
   ``guard_interval_steps`` steps and before each checkpoint).
@@ -23,12 +23,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import logging
-
 import torch
 from torch import nn
 
 from ..data.particles import Batch
+from ..train.optim import (CompiledOrEager, ensure_fused, finite_gradients,  # noqa: F401 (re-exported)
+                           guarded_step, make_optimizer)
 from .hartley import HalfGrid
 from .loss import fourier_mse
 from .network import autocast
@@ -62,25 +62,6 @@ class StepSetup:
     rotation: str = "RT"
 
 
-def make_optimizer(model: nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """Fused AdamW (one kernel for all parameters; accepts a device-side ``found_inf``)."""
-    return torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, fused=True)
-
-
-def ensure_fused(optimizer: torch.optim.Optimizer) -> None:
-    """Keep an optimiser fused after ``load_state_dict`` of a checkpoint written by a non-fused
-    one (which overwrites the ``fused`` flag and leaves the step counters on the CPU)."""
-    for group in optimizer.param_groups:
-        if group.get("fused"):
-            continue
-        group.update(fused=True, foreach=None)
-        for p in group["params"]:
-            state = optimizer.state.get(p, {})
-            if "step" in state:
-                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32,
-                                                device=p.device)
-
-
 def batch_loss(s: StepSetup, batch: Batch, z: torch.Tensor, n_images: int) -> torch.Tensor:
     """This process's share of the global-batch Fourier MSE (see the module docstring).
 
@@ -105,15 +86,6 @@ def _zero_loss(s: StepSetup, z: torch.Tensor) -> torch.Tensor:
     return (h_k.sum() + h_minus_k.sum()) * 0.0
 
 
-def finite_gradients(optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """0-d bool on the device: every gradient is finite (one fused norm, no sync)."""
-    grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
-    if not grads:
-        return torch.ones((), dtype=torch.bool)
-    norms = torch._foreach_norm(grads)
-    return torch.isfinite(torch.stack(norms).sum())
-
-
 def train_step(s: StepSetup, batch: Batch, z: torch.Tensor, n_images: int,
                poison: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """One update; returns ``(loss, ok)`` as device tensors (this process's loss share, 0-d;
@@ -123,35 +95,5 @@ def train_step(s: StepSetup, batch: Batch, z: torch.Tensor, n_images: int,
     if poison:
         loss = loss * float("nan")
     loss.backward()
-    ok = finite_gradients(s.optimizer)
-    s.optimizer.found_inf = (~ok).to(torch.float32)
-    try:
-        s.optimizer.step()
-    finally:
-        del s.optimizer.found_inf
+    ok = guarded_step(s.optimizer)
     return loss.detach(), ok
-
-
-class CompiledOrEager:
-    """``torch.compile(fn, dynamic=True)`` that falls back to ``fn`` for good when compiling (or
-    the first compiled call) fails, e.g. without a C++ compiler.  Dynamic shapes: the short last
-    batch of an epoch and uneven shares of a distributed batch reuse the one compiled graph.
-
-    Measured on the CPU (AMD EPYC Zen 4, box 64, default network, bf16): +5-16 % images/s after
-    4-40 s of compilation (cold cache); used for training only (``DensityConfig.compile``).
-    """
-
-    def __init__(self, fn, log: logging.Logger | None = None):
-        self.fn, self.log = fn, log or logging.getLogger("cryostar_engine")
-        self.compiled = torch.compile(fn, dynamic=True)
-        self.failed = False
-
-    def __call__(self, *args):
-        if not self.failed:
-            try:
-                return self.compiled(*args)
-            except Exception as err:       # noqa: BLE001 - any compiler failure: run eagerly
-                self.failed = True
-                self.log.warning("torch.compile failed (%s: %s); continuing without it",
-                                 type(err).__name__, str(err).splitlines()[0][:200])
-        return self.fn(*args)

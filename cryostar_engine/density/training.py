@@ -25,7 +25,6 @@ that of one process with the same global batch, up to float summation order.
 from __future__ import annotations
 
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import __version__
 from ..data.particles import ParticleDataset
 from ..errors import InputError
-from ..train import (DistContext, Progress, TrainingDiverged, configure_cpu, init_distributed,
+from ..train import (DistContext, Progress, SkippedSteps, configure_cpu, init_distributed,
                      load_latest_checkpoint, prepare_run_dir, read_json, resolve_device,
                      run_logger, save_checkpoint, seed_everything, shard, write_json)
 from .config import DensityConfig
@@ -46,12 +45,11 @@ from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
 from .results import write_outputs
-from .step import CompiledOrEager, StepSetup, ensure_fused, make_optimizer, train_step
+from ..train import CompiledOrEager, ensure_fused, make_optimizer
+from .step import StepSetup, train_step
 
 __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
 
-MAX_BAD_STEPS = 5       # consecutive non-finite steps before the run stops
-LR_FACTOR = 0.5         # learning-rate factor after each non-finite step
 
 
 def resume_config(out, epochs: int | None = None) -> DensityConfig:
@@ -103,7 +101,8 @@ class DensityTrainer:
         self.f_std = config.f_std
         self._perm: tuple[int, torch.Tensor] | None = None
         self._pending: list = []           # (step, images, loss, ok) not yet read back
-        self._bad_in_a_row = 0
+        self.skipped = SkippedSteps(self.optimizer, self.log,
+                                    advice="lower --lr, or check the input particles and z")
 
     @property
     def total_images(self) -> int:
@@ -221,23 +220,11 @@ class DensityTrainer:
         values, flags = loss_t.tolist(), torch.stack(oks).tolist()
         for step, images, value, ok in zip(steps, sizes, values, flags):
             if ok:
-                self._bad_in_a_row = 0
+                self.skipped.applied()
                 if progress is not None:
                     progress.record(step, images, {"loss": value})
             else:
-                self._bad_step(step, value)
-
-    def _bad_step(self, step: int, value: float) -> None:
-        self._bad_in_a_row += 1
-        if self._bad_in_a_row > MAX_BAD_STEPS:
-            raise TrainingDiverged(
-                f"training diverged: non-finite loss at step {step} after {MAX_BAD_STEPS} skipped "
-                "steps in a row; lower --lr, or check the input particles and z")
-        for group in self.optimizer.param_groups:
-            group["lr"] *= LR_FACTOR
-        self.log.warning("non-finite loss at step %d (loss %s; a non-finite gradient counts too): "
-                         "the step was skipped, parameters unchanged; learning rate now %.3g",
-                         step, value, self.optimizer.param_groups[0]["lr"])
+                self.skipped.skipped(step, value)
 
 
 def train_density(config: DensityConfig, out, resume: bool = False, overwrite: bool = False):
@@ -254,7 +241,7 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
             raise InputError(f"--batch {config.batch_size} is smaller than the number of "
                              f"processes ({ctx.world_size})")
         run_dir, log = _open_run(config, out, resume, overwrite, ctx, device)
-        configure_cpu(_threads(config, ctx))
+        configure_cpu(config.threads)
         seed_everything(config.seed)
         trainer = DensityTrainer(config, inputs, run_dir, log, device=device, ctx=ctx)
         ckpt = load_latest_checkpoint(run_dir, map_location=device) if resume else None
@@ -294,19 +281,6 @@ def _open_run(config: DensityConfig, out, resume: bool, overwrite: bool, ctx: Di
     run_dir = Path(out)
     log = run_logger(run_dir) if ctx.is_main else logging.getLogger("cryostar_engine.worker")
     return run_dir, log
-
-
-def _threads(config: DensityConfig, ctx: DistContext) -> int | None:
-    """CPU threads of this process: ``config.threads``, else the machine's cores shared by the
-    processes of this node (None → all of them, for a single process)."""
-    if config.threads is not None or not ctx.enabled:
-        return config.threads
-    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", ctx.world_size))
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // max(per_node, 1))
 
 
 def _log_start(t: DensityTrainer) -> None:

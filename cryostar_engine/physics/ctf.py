@@ -44,8 +44,12 @@ class CtfParams:
     bfactor_A2: torch.Tensor
     scale: torch.Tensor
 
-    def to(self, device) -> "CtfParams":
-        return CtfParams(**{k: v.to(device) for k, v in self.__dict__.items()})
+    def to(self, device, non_blocking: bool = False) -> "CtfParams":
+        return CtfParams(**{k: v.to(device, non_blocking=non_blocking) for k, v in self.__dict__.items()})
+
+    def pin_memory(self) -> "CtfParams":
+        """The same parameters in page-locked host memory (for asynchronous copies to a GPU)."""
+        return CtfParams(**{k: v.pin_memory() for k, v in self.__dict__.items()})
 
     def index(self, idx) -> "CtfParams":
         return CtfParams(**{k: v[idx] for k, v in self.__dict__.items()})

@@ -9,7 +9,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["resolve_device", "configure_cpu", "seed_everything"]
+__all__ = ["resolve_device", "configure_cpu", "default_threads", "seed_everything"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -25,16 +25,23 @@ def resolve_device(name: str = "auto") -> torch.device:
     return torch.device(name)
 
 
+def default_threads() -> int:
+    """CPU threads of one process: the cores this process may use (``os.sched_getaffinity``)
+    shared equally between the processes that ``torchrun`` started on this node
+    (``LOCAL_WORLD_SIZE``), so that K ranks on one machine do not oversubscribe its cores."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    local_ranks = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return max(1, cores // local_ranks)
+
+
 def configure_cpu(threads: int | None = None) -> None:
     """Flush denormals (Gaussian tails otherwise slow the CPU ~3×) and set the thread count
-    from the machine (``os.sched_getaffinity``) unless ``threads`` is given."""
+    (``threads``, else :func:`default_threads`)."""
     torch.set_flush_denormal(True)
-    if threads is None:
-        try:
-            threads = len(os.sched_getaffinity(0))
-        except AttributeError:
-            threads = os.cpu_count() or 1
-    torch.set_num_threads(max(1, int(threads)))
+    torch.set_num_threads(max(1, int(threads if threads is not None else default_threads())))
 
 
 def seed_everything(seed: int) -> torch.Generator:

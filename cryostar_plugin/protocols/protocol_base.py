@@ -15,7 +15,7 @@ from pwem.protocols import EMProtocol
 from pyworkflow import BETA
 from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
-from .. import Plugin
+from .. import Plugin, countGpus
 from ..constants import ENGINE_ERROR_PREFIX
 from ..convert import (getModelVolume, writeMapForEngine, writeModelForEngine,
                        writeParticlesStar)
@@ -23,6 +23,9 @@ from ..outputs import MODEL_FRAME_FILE, MapDisplay, writeJson
 
 HELP = {
     "gpu": "GPU ids for the engine, e.g. '0' or '0 1' (CUDA_VISIBLE_DEVICES is set to them). "
+           "With several GPUs the training runs under torchrun, one process per GPU "
+           "(DistributedDataParallel); the batch is the global batch and must be a multiple of "
+           "the number of GPUs. "
            "With 'Use GPU' = no the engine runs on the CPU (slow; for tests and tiny data).",
     "particles": "Particles with 3-D poses (angles and shifts) and CTF, e.g. from a RELION "
                  "3D auto-refine imported into Scipion. Their pixel size and box define the "
@@ -164,6 +167,14 @@ class ProtCryoStarBase(EMProtocol):
     def _getEngineGpus(self):
         """GPU ids for CUDA_VISIBLE_DEVICES, or None for a CPU run."""
         return self.getGpuList() if self.usesGpu() else None
+
+    def _validateGpuBatch(self, batch):
+        """Errors when several GPUs cannot share the global ``batch`` equally."""
+        n = countGpus(self.getGpuList()) if self.usesGpu() else 0
+        if n > 1 and batch % n:
+            return [f"The batch size ({batch}) must be a multiple of the number of GPUs ({n}): "
+                    "each GPU trains on an equal share of every batch."]
+        return []
 
     def _getDevice(self):
         return "cuda" if self.usesGpu() else "cpu"

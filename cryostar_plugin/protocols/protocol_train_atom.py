@@ -39,6 +39,7 @@ TRAIN_FLAGS = {
     "checkpointEvery": "--checkpoint-every",
 }
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
+LR_SCHEDULES = ["cosine", "constant"]
 NEW_RUN = "not doContinue"
 
 
@@ -136,8 +137,12 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         g.addParam("batchSize", params.IntParam, default=64, validators=[params.Positive],
                    label="Batch size", help="Images per optimisation step.", **adv)
         g.addParam("learningRate", params.FloatParam, default=5e-4, label="Learning rate",
-                   help="AdamW learning rate. 5e-4 converges in a few tens of epochs; the original "
-                        "CryoSTAR used 1e-4 with several times more steps.", **adv)
+                   help="AdamW (peak) learning rate. 5e-4 converges in a few tens of epochs; the "
+                        "original CryoSTAR used 1e-4 with several times more steps.", **adv)
+        g.addParam("lrSchedule", params.EnumParam, choices=LR_SCHEDULES, default=0,
+                   label="Learning-rate schedule",
+                   help="cosine: from the learning rate down to 5 % of it at the last step; "
+                        "constant: as the original CryoSTAR.", **adv)
         g.addParam("beadSigma", params.FloatParam, default=2.0, label="Bead width σ (Å)",
                    help="Width of the Gaussian that renders each residue's bead.", **adv)
         g.addParam("maskRadius", params.FloatParam, default=0.9375,
@@ -248,7 +253,8 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             "--epochs", self.numEpochs.get(), "--zdim", src.zDim.get(),
             "--low-pass", src.lowPass.get(), "--device", self._getDevice(),
             "--threads", self.numberOfThreads.get(),
-            "--precision", PRECISIONS[src.precision.get()]]
+            "--precision", PRECISIONS[src.precision.get()],
+            "--lr-schedule", LR_SCHEDULES[src.lrSchedule.get()]]
         for name, flag in TRAIN_FLAGS.items():
             args += [flag, getattr(src, name).get()]
         if src.doInvert:
@@ -344,7 +350,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
     def _validate(self):
         if self.doContinue:
             return self._validateContinue()
-        errors = self._validateInputs()
+        errors = self._validateInputs() + self._validateGpuBatch(self.batchSize.get())
         if self._getParticlesPointer().hasValue() and self.doDownsample:
             box, xdim = self.boxSize.get(), self.getInputParticles().getXDim()
             if box % 2:

@@ -226,7 +226,7 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         parts = self.inputParticles.get()
         if parts is None:
             return []
-        errors = []
+        errors = self._validateGpuBatch(self.batchSize.get())
         if not isinstance(parts, SetOfParticlesFlex):
             return ["The particles have no latent vectors: use the Particles of 'train atom "
                     "generator'."]

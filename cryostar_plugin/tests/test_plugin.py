@@ -88,9 +88,16 @@ class TestCryoStarEngineCommand(unittest.TestCase):
     def test_default_uses_this_interpreter(self):
         with mock.patch.dict(Plugin._vars, {CRYOSTAR_ENV_ACTIVATION: ""}):
             self.assertFalse(Plugin.usesSeparateEnv())
-            prog = Plugin.getProgram("train-atom", gpus=[0, 1])
-            self.assertEqual(prog, f"CUDA_VISIBLE_DEVICES=0,1 {sys.executable} -m cryostar_engine "
+            prog = Plugin.getProgram("train-atom", gpus=[0])
+            self.assertEqual(prog, f"CUDA_VISIBLE_DEVICES=0 {sys.executable} -m cryostar_engine "
                                    "train-atom")
+            # several GPUs: the training commands run under torchrun, one process per GPU
+            for command in ("train-atom", "train-density"):
+                self.assertEqual(Plugin.getProgram(command, gpus="0 1"),
+                                 f"CUDA_VISIBLE_DEVICES=0,1 {sys.executable} -m torch.distributed.run "
+                                 f"--standalone --nproc_per_node=2 -m cryostar_engine {command}")
+            self.assertEqual(Plugin.getProgram("analyze", gpus=[0, 1]),
+                             f"CUDA_VISIBLE_DEVICES=0,1 {sys.executable} -m cryostar_engine analyze")
             self.assertEqual(Plugin.getProgram("check-inputs"),
                              f"{sys.executable} -m cryostar_engine check-inputs")
             with mock.patch.dict(os.environ, {"PYTHONPATH": "/scipion/extra"}):
@@ -128,6 +135,24 @@ class TestCryoStarEngineCommand(unittest.TestCase):
             done = self._run(Plugin.getProgram("check-inputs"))
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("--particles", done.stdout)
+
+    def test_several_gpus_train_under_torchrun(self):
+        """The command for GPUs "0 1" starts two DDP processes that train one run together.
+        Here they run on the CPU (gloo): ``--device cpu`` ignores CUDA_VISIBLE_DEVICES."""
+        import tempfile
+        repo = os.path.dirname(PLUGIN_DIR)
+        out = os.path.join(tempfile.mkdtemp(prefix="cryostar-torchrun-"), "run")
+        args = (f"--particles {repo}/data/adk_sim48/particles.star "
+                f"--model {repo}/data/adk_models/adk_ref_frame048.pdb --out {out} --device cpu "
+                "--box 24 --epochs 1 --batch 64 --low-pass 10 --threads 1 --eval-every-epochs 1")
+        with mock.patch.dict(Plugin._vars, {CRYOSTAR_ENV_ACTIVATION: ""}):
+            program = Plugin.getProgram("train-atom", gpus="0 1")
+        done = subprocess.run(f"{program} {args}", shell=True, env=Plugin.getEnviron(),
+                              capture_output=True, text=True, timeout=300)
+        self.assertEqual(done.returncode, 0, done.stderr[-2000:])
+        self.assertIn("× 2 processes", open(os.path.join(out, "run.log")).read())
+        with open(os.path.join(out, "manifest.json")) as f:
+            self.assertEqual(json.load(f)["status"], "finished")
 
 
 if __name__ == "__main__":

@@ -106,6 +106,19 @@ class TestCryoStarValidation(SharedChainTest):
     def test_low_pass_beyond_nyquist(self):
         self._errors(self._train(lowPass=8.0), "Nyquist")        # 24 px → 4 Å/px → 8 Å
 
+    def test_batch_shared_by_several_gpus(self):
+        from pyworkflow.protocol.constants import GPU_LIST
+        prot = self._train(useGpu=True, batchSize=63)
+        getattr(prot, GPU_LIST).set("0 1")
+        self._errors(prot, "multiple of the number of GPUs (2)")
+        prot.batchSize.set(64)
+        self.assertEqual(prot.validate(), [])
+        dens = self.newProtocol(ProtCryoStarTrainDensity, boxSize=16, useGpu=True, batchSize=10)
+        dens.inputParticles.set(self.train)
+        dens.inputParticles.setExtended("Particles")
+        getattr(dens, GPU_LIST).set("0,1,2")
+        self._errors(dens, "multiple of the number of GPUs (3)")
+
     def test_missing_inputs(self):
         errors = self.newProtocol(ProtCryoStarTrainAtom).validate()
         self.assertTrue(any("Input particles" in e for e in errors), errors)
