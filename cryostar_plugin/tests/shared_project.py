@@ -38,6 +38,13 @@ TOTAL_STEPS = 18     # 3 epochs × 384 / 64
 DENSITY = dict(boxSize=16, numEpochs=1, batchSize=64, hidden=32, residualLayers=1,
                numClusters=3, numPcs=2, numPoints=3, useGpu=False, numberOfThreads=1)
 
+# a model with no protein or nucleic-acid residue: the engine must refuse it
+WATERS = """\
+HETATM    1  O   HOH A   1       0.000   0.000   0.000  1.00  0.00           O
+HETATM    2  O   HOH A   2       1.000   0.000   0.000  1.00  0.00           O
+END
+"""
+
 _CHAIN = None
 
 

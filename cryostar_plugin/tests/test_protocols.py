@@ -16,6 +16,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from cryostar_plugin.model_frame import write_shifted_model
 from cryostar_plugin.protocols import ProtCryoStarCheckInputs
 from cryostar_plugin.protocols.protocol_base import engineErrorFrom
+from cryostar_plugin.tests.shared_project import WATERS
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(REPO, "data")
@@ -23,12 +24,6 @@ STAR = os.path.join(DATA, "adk_sim48", "particles.star")
 MAP = os.path.join(DATA, "adk_sim48", "ideal_map_frame048.mrc")
 MODEL = os.path.join(DATA, "adk_models", "adk_ref_frame048.pdb")
 HALF = 48.0
-
-WATERS = """\
-HETATM    1  O   HOH A   1       0.000   0.000   0.000  1.00  0.00           O
-HETATM    2  O   HOH A   2       1.000   0.000   0.000  1.00  0.00           O
-END
-"""
 
 
 class TestCryoStarEngineErrorLine(unittest.TestCase):

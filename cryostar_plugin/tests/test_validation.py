@@ -14,14 +14,7 @@ from pwem.protocols import ProtImportPdb
 from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset,
                                        ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 from cryostar_plugin.protocols.protocol_subset import clusterOutputName, parseClusterList
-from cryostar_plugin.tests.shared_project import MAP, MODEL, TRAIN, SharedChainTest
-
-WATERS = """\
-HETATM    1  O   HOH A   1       0.000   0.000   0.000  1.00  0.00           O
-HETATM    2  O   HOH A   2       1.000   0.000   0.000  1.00  0.00           O
-END
-"""
-
+from cryostar_plugin.tests.shared_project import MAP, MODEL, TRAIN, WATERS, SharedChainTest
 
 class TestCryoStarClusterList(unittest.TestCase):
     def test_parse(self):
