@@ -127,8 +127,8 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path):
     """--compile (torch.compile of the forward model and losses, eager fallback) gives the same
     run as eager mode to float rounding.  A compiler failure would fall back to eager and log a
     warning: the log must not have one, so this also shows that compiling works here."""
-    eager = train_atom(_config(tmp_path / "eager"))
-    compiled = train_atom(_config(tmp_path / "compiled", compile=True))
+    eager = train_atom(_config(tmp_path / "eager", compile="off"))
+    compiled = train_atom(_config(tmp_path / "compiled", compile="on"))
     assert eager["step"] == compiled["step"] == 12
     assert "torch.compile failed" not in (tmp_path / "compiled/run.log").read_text()
     np.testing.assert_allclose(np.load(tmp_path / "compiled/z.npy"), np.load(tmp_path / "eager/z.npy"),

@@ -76,8 +76,10 @@ class AtomConfig:
     eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
-    compile: bool = _f(False, "torch.compile the step's networks, rendering and losses (fuses the "
-                              "element-wise work; falls back to eager mode if compiling fails)")
+    compile: str = _f("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
+                              "auto (on for CPU runs of at least 2,000 steps, where it measured "
+                              "1.6-3.4x faster; off on GPUs until measured there); falls back to "
+                              "eager mode if compiling fails")
     micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
                                 "memory; doubled automatically after a GPU out-of-memory error)")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")

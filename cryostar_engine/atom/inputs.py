@@ -46,6 +46,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
         raise InputError("--particles and --model are required")
     if cfg.lr_schedule not in SCHEDULES:
         raise InputError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if cfg.compile not in ("auto", "on", "off"):
+        raise InputError(f"--compile {cfg.compile!r}: choose auto, on or off")
     if not 0.0 <= cfg.lr_final_fraction <= 1.0:
         raise InputError(f"--lr-final-fraction must lie in [0, 1], got {cfg.lr_final_fraction:g}")
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)

@@ -124,6 +124,15 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     return _Parts(inputs, model, setup, device, memory_note=memory_note)
 
 
+COMPILE_MIN_STEPS = 2000     # --compile auto: compile only runs that amortise its ~1 min
+
+
+def _use_compile(cfg: AtomConfig, device: torch.device, n: int) -> bool:
+    if cfg.compile in ("on", "off"):
+        return cfg.compile == "on"
+    return device.type == "cpu" and math.ceil(cfg.epochs * n / cfg.batch) >= COMPILE_MIN_STEPS
+
+
 def _kl_beta(cfg: AtomConfig, images_seen: int) -> float:
     """KL weight: rises linearly to ``kl_beta_max`` over ``kl_warmup_images`` images."""
     return cfg.kl_beta_max * min(images_seen / max(cfg.kl_warmup_images, 1), 1.0)
@@ -205,8 +214,9 @@ def train_atom(cfg: AtomConfig) -> dict:
         p = _build(cfg, device)        # every input check happens before the run folder exists
         p.ctx = ctx
         run_dir, log = _open_run(cfg, p, ctx)
-        if cfg.compile:
+        if _use_compile(cfg, device, len(p.inputs.dataset)):
             p.setup.losses_fn = CompiledOrEager(atom_losses, log)
+            log.info("torch.compile: on (the first steps include the compilation)")
         if ctx.enabled:
             p.setup.net = DistributedDataParallel(p.model, device_ids=[device.index] if device.type == "cuda" else None)
             p.setup.gather = ctx.all_gather_rows
