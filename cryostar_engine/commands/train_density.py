@@ -30,7 +30,7 @@ def add_args(p):
     p.add_argument("--epochs", type=int, help="passes over the particles (default 20)")
     p.add_argument("--batch", type=int, default=16, help="particles per step (default 16)")
     p.add_argument("--lr", type=float, default=1e-4, help="AdamW learning rate (default 1e-4)")
-    p.add_argument("--hidden", type=int, default=1024, help="MLP width (default 1024)")
+    p.add_argument("--hidden", type=int, default=1024, help="MLP width (default 1024; on a CPU, 256 trains about 10x faster)")
     p.add_argument("--residual-layers", type=int, default=3,
                    help="residual GELU blocks after the first layer (default 3)")
     p.add_argument("--f-std", type=float, help="Fourier normalisation (default: estimated)")

@@ -61,7 +61,10 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         form.addParam("learningRate", params.FloatParam, default=1e-4, label="Learning rate",
                       **adv)
         form.addParam("hidden", params.IntParam, default=1024, validators=[params.Positive],
-                      label="Network width", help="Width of the MLP (smaller is faster).", **adv)
+                      label="Network width",
+                      help="Width of the MLP. 1024 (the method's default) for GPUs; on a CPU, 256 "
+                           "trains about 10× faster and gave better maps for the same wall time.",
+                      **adv)
         form.addParam("residualLayers", params.IntParam, default=3, validators=[params.GE(0)],
                       label="Residual layers", **adv)
         form.addParam("precision", params.EnumParam, choices=PRECISIONS, default=0,
