@@ -133,3 +133,14 @@ def test_compiled_step_trains_like_the_eager_one(tmp_path):
     assert "torch.compile failed" not in (tmp_path / "compiled/run.log").read_text()
     np.testing.assert_allclose(np.load(tmp_path / "compiled/z.npy"), np.load(tmp_path / "eager/z.npy"),
                                atol=1e-5)
+
+
+def test_compile_auto_rule():
+    from cryostar_engine.atom.training import _use_compile
+    cpu, long = torch.device("cpu"), AtomConfig(epochs=400, batch=64)      # 18,750 steps of 3,000
+    assert _use_compile(long, cpu, 3000, distributed=False)
+    assert not _use_compile(long, cpu, 3000, distributed=True)            # torchrun: only when asked
+    assert not _use_compile(long, cpu, 100, distributed=False)            # 625 steps: not worth it
+    assert not _use_compile(long.replace(compile="off"), cpu, 3000, distributed=False)
+    assert _use_compile(long.replace(compile="on"), cpu, 100, distributed=True)
+    assert not _use_compile(long, torch.device("meta"), 3000, distributed=False)  # not a CPU

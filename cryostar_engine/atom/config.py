@@ -77,8 +77,9 @@ class AtomConfig:
     threads: int | None = _f(None, "CPU threads (default: all available)")
     precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
     compile: str = _f("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
-                              "auto (on for CPU runs of at least 2,000 steps, where it measured "
-                              "1.6-3.4x faster; off on GPUs until measured there); falls back to "
+                              "auto (on for single-process CPU runs of at least 2,000 steps, where "
+                              "it measured 1.6-3.4x faster; off on GPUs until measured there); "
+                              "falls back to "
                               "eager mode if compiling fails")
     micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
                                 "memory; doubled automatically after a GPU out-of-memory error)")

@@ -127,10 +127,13 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
 COMPILE_MIN_STEPS = 2000     # --compile auto: compile only runs that amortise its ~1 min
 
 
-def _use_compile(cfg: AtomConfig, device: torch.device, n: int) -> bool:
+def _use_compile(cfg: AtomConfig, device: torch.device, n: int, distributed: bool) -> bool:
+    """``--compile auto``: single-process CPU runs of at least :data:`COMPILE_MIN_STEPS` steps
+    (where it was measured); GPU and torchrun runs only with ``--compile on``."""
     if cfg.compile in ("on", "off"):
         return cfg.compile == "on"
-    return device.type == "cpu" and math.ceil(cfg.epochs * n / cfg.batch) >= COMPILE_MIN_STEPS
+    return (device.type == "cpu" and not distributed
+            and math.ceil(cfg.epochs * n / cfg.batch) >= COMPILE_MIN_STEPS)
 
 
 def _kl_beta(cfg: AtomConfig, images_seen: int) -> float:
@@ -214,7 +217,7 @@ def train_atom(cfg: AtomConfig) -> dict:
         p = _build(cfg, device)        # every input check happens before the run folder exists
         p.ctx = ctx
         run_dir, log = _open_run(cfg, p, ctx)
-        if _use_compile(cfg, device, len(p.inputs.dataset)):
+        if _use_compile(cfg, device, len(p.inputs.dataset), ctx.enabled):
             p.setup.losses_fn = CompiledOrEager(atom_losses, log)
             log.info("torch.compile: on (the first steps include the compilation)")
         if ctx.enabled:
