@@ -90,3 +90,23 @@ def test_non_finite_loss_is_rolled_back_and_training_finishes(z_path, tmp_path):
 def test_resume_without_a_run_is_a_clear_error(tmp_path, capsys):
     assert cli(["train-density", "--out", str(tmp_path / "none"), "--resume"]) == 2
     assert "no density run to resume" in capsys.readouterr().err
+
+
+def test_time_limit_stops_cleanly_and_resume_finishes_the_same_run(uninterrupted, z_path, tmp_path, capsys):
+    """--max-minutes: the run stops at the first bookkeeping point past the limit with a
+    checkpoint and no outputs; ``--resume`` (which does not inherit the limit) ends it exactly
+    as the uninterrupted run."""
+    out = tmp_path / "run"
+    args = ["train-density", "--particles", str(ADK_STAR), "--z", str(z_path), "--out", str(out),
+            "--box", "16", "--hidden", "32", "--residual-layers", "1", "--epochs", "2", "--batch", "64",
+            "--lr", "1e-3", "--device", "cpu", "--seed", "3", "--k", "2", "--pcs", "1", "--points", "2",
+            "--threads", "1"]
+    assert cli(args + ["--max-minutes", "1e-6"]) == 0
+    assert "stopped early" in capsys.readouterr().out
+    assert not (out / "manifest.json").exists() and list_checkpoints(out)
+    assert "time limit of 1e-06 min" in (out / "run.log").read_text()
+    assert json.loads((out / "config.json").read_text())["max_minutes"] == 1e-6
+    assert cli(["train-density", "--out", str(out), "--resume"]) == 0
+    full, resumed = _weights(uninterrupted), _weights(out)
+    assert all(torch.equal(full[k], resumed[k]) for k in full)
+    assert cli(args[:7] + ["--max-minutes", "0"]) == 2                  # a clear refusal

@@ -43,6 +43,8 @@ def add_args(p):
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
     p.add_argument("--threads", type=int, help="CPU threads (default: all available)")
     p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--max-minutes", type=float, help="stop cleanly (checkpoint written) after this "
+                   "wall time; continue later with --resume")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="delete an earlier run in --out")
     p.add_argument("--k", type=int, help="k-means states given a volume (default 10)")
@@ -51,8 +53,10 @@ def add_args(p):
 
 
 def _config(args) -> DensityConfig:
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise InputError(f"--max-minutes must be positive, got {args.max_minutes:g}")
     if args.resume:
-        return resume_config(args.out, epochs=args.epochs)
+        return resume_config(args.out, epochs=args.epochs).replace(max_minutes=args.max_minutes)
     if not args.particles or not args.z_path:
         raise InputError("--particles and --z are required (unless --resume)")
     return DensityConfig(
@@ -61,6 +65,7 @@ def _config(args) -> DensityConfig:
         epochs=args.epochs or 20, batch_size=args.batch, lr=args.lr, hidden=args.hidden,
         residual_layers=args.residual_layers, f_std=args.f_std, precision=args.precision,
         device=args.device, threads=args.threads, seed=args.seed, compile=args.compile,
+        max_minutes=args.max_minutes,
         **{field: value for field, value in (("n_clusters", args.k), ("n_pcs", args.pcs),
                                              ("n_pc_points", args.points)) if value is not None})
 

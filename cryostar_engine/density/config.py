@@ -79,6 +79,7 @@ class DensityConfig:
     checkpoint_interval_s: float = 600.0
     keep_checkpoints: int = 3
     guard_interval_steps: int = 10
+    max_minutes: float | None = None     # stop cleanly (checkpoint) after this wall time; one invocation only
     # outputs
     n_clusters: int = 10
     n_pcs: int = 3

@@ -55,13 +55,14 @@ __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
 def resume_config(out, epochs: int | None = None) -> DensityConfig:
     """The saved config of the run in ``out`` (``epochs`` may be raised to train longer).
 
-    A ``debug_stop_after_steps`` of the saved run (a simulated interruption) is dropped, so the
-    resumed run goes to the end.
+    A ``debug_stop_after_steps`` or ``max_minutes`` of the saved run (limits of one invocation)
+    is dropped, so the resumed run goes to the end unless the new invocation sets its own.
     """
     path = Path(out) / "config.json"
     if not path.is_file():
         raise InputError(f"{out}: no density run to resume here (no config.json); drop --resume")
-    config = DensityConfig.from_dict(read_json(path)).replace(debug_stop_after_steps=None)
+    config = DensityConfig.from_dict(read_json(path)).replace(debug_stop_after_steps=None,
+                                                             max_minutes=None)
     return config.replace(epochs=epochs) if epochs else config
 
 
@@ -159,14 +160,15 @@ class DensityTrainer:
 
     # -- the loop ----------------------------------------------------------------------------
     def run(self) -> bool:
-        """Train until ``epochs × N`` images are seen; False when stopped early (debug stop)."""
+        """Train until ``epochs × N`` images are seen; False when stopped early (``max_minutes``
+        or the debug stop), with a checkpoint to ``--resume`` from."""
         cfg, n, main = self.config, len(self.dataset), self.ctx.is_main
         progress = Progress(self.run_dir, self.total_images, images_done=self.state.images_seen) \
             if main else None
         if main:
             progress.truncate_after(self.state.step)     # steps after the checkpoint are replayed
         setup = self.setup()
-        last_save = time.monotonic()
+        last_save = t0 = time.monotonic()
         self.model.train()
         if cfg.compile:          # an instance attribute: the state dict and the class stay as is
             self.model.mlp = CompiledOrEager(self.model.mlp, self.log)
@@ -178,11 +180,14 @@ class DensityTrainer:
                 if not (epoch_end or stop or self.state.step % cfg.guard_interval_steps == 0):
                     continue
                 self._read_back(progress)
-                if epoch_end or stop or time.monotonic() - last_save >= cfg.checkpoint_interval_s:
+                late = cfg.max_minutes is not None and self.ctx.broadcast_flag(
+                    time.monotonic() - t0 > 60 * cfg.max_minutes, self.device)
+                if epoch_end or stop or late or time.monotonic() - last_save >= cfg.checkpoint_interval_s:
                     self.save()
                     last_save = time.monotonic()
-                if stop:
-                    self.log.info("stopped after %d steps (debug_stop_after_steps)", self.state.step)
+                if stop or late:
+                    self.log.info("stopped after %d steps (%s); continue with --resume", self.state.step,
+                                  f"time limit of {cfg.max_minutes:g} min" if late else "debug_stop_after_steps")
                     return False
         except KeyboardInterrupt:
             self._read_back(progress, collective=False)
