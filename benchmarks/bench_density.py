@@ -41,8 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (load_average, load_bench_data, map_rows, map_table,  # noqa: E402
-                         score_particle_maps, write_json)
+from peer_common import (load_average, load_bench_data, map_rows,  # noqa: E402
+                         score_particle_maps, write_map_result)
 
 from cryostar_engine.analysis.subset import write_star_subsets  # noqa: E402
 from cryostar_engine.density import DensityConfig, load_trained, train_density  # noqa: E402
@@ -167,7 +167,7 @@ def main(argv=None) -> int:
         per_volume[str(box)] = round(volume_seconds(trained, box), 2)
 
     s1 = stage1_wall(args.z)
-    result = {
+    head = {
         "method": "cryostar_engine train_density", "data": str(data.root),
         "n_particles": int(len(rows)), "box": data.box, "apix": data.apix,
         "minutes": args.minutes, "threads": args.threads or torch.get_num_threads(),
@@ -178,15 +178,10 @@ def main(argv=None) -> int:
         "seconds_per_volume": per_volume, "total_wall_s": total_s,
         "stage1_wall_s": s1,
         "stage1_plus_stage2_train_wall_s": round(s1 + train_wall, 1) if s1 else None,
-        "peak_rss_GB": peak_gb, "train_cpu_s": round(train_cpu, 1),
-        "train_cores_used": round(train_cpu / train_wall, 2),
-        "load_avg_before": load_before, "load_avg_after": load_average(),
-        "abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
-        "map_rows": pick, "het_resolution_A": args.het_resolution, **figs,
+        "peak_rss_GB": peak_gb,
     }
-    write_json(out / "bench_density.json", result)
-    print(map_table(result))
-    print(f"-> {out / 'bench_density.json'}")
+    write_map_result(out, "bench_density.json", head, train_wall, train_cpu, load_before, lat, pick,
+                     args.het_resolution, figs)
     return 0
 
 

@@ -132,6 +132,23 @@ def map_table(r: dict) -> str:
         "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"})
 
 
+def write_map_result(out: Path, name: str, head: dict, train_wall_s: float, train_cpu_s: float,
+                     load_before, lat, pick, het_resolution_A: float, figs: dict) -> dict:
+    """Complete a map benchmark's result (CPU use, load, latent figures, scored maps), write it
+    as ``out/name`` and print the table; the same tail for our driver and the peers'."""
+    result = {
+        **head, "train_cpu_s": round(train_cpu_s, 1),
+        "train_cores_used": round(train_cpu_s / train_wall_s, 2),
+        "load_avg_before": load_before, "load_avg_after": load_average(),
+        "abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
+        "map_rows": pick, "het_resolution_A": het_resolution_A, **figs,
+    }
+    write_json(out / name, result)
+    print(map_table(result))
+    print(f"-> {out / name}")
+    return result
+
+
 def reference_ca(pdb, res_ids: np.ndarray) -> np.ndarray:
     """``(len(res_ids), 3)`` Å: the Cα of residues ``res_ids`` of a model file (chain ignored)."""
     beads = read_beads(pdb)

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metrics as bm  # noqa: E402
 from peer_common import (check_ok, children_cpu_s, children_peak_rss_gb,  # noqa: E402
                          load_average, load_bench_data, map_rows, run_logged,
-                         map_table, score_particle_maps, thread_env, write_json)
+                         score_particle_maps, thread_env, write_map_result)
 
 VOLUME_TIMER = """import sys, time, numpy as np, torch
 from cryodrgn import config
@@ -195,7 +195,7 @@ def main(argv=None) -> int:
                                                     box, args.threads, out, env), 2)
 
     n_train = len(rows)
-    result = {
+    head = {
         "peer": "cryoDRGN train_vae", "method": "cryoDRGN train_vae", "data": str(data.root),
         "n_particles": int(n_train),
         "box": data.box, "apix": data.apix, "minutes": args.minutes, "threads": args.threads,
@@ -205,15 +205,9 @@ def main(argv=None) -> int:
         "train_wall_s": train["wall_s"], "eval_vol_s": round(eval_s, 1),
         "seconds_per_volume": per_volume,
         "total_wall_s": total_s, "peer_peak_rss_GB": peak_gb,
-        "train_cpu_s": train["cpu_s"],
-        "train_cores_used": round(train["cpu_s"] / train["wall_s"], 2),
-        "load_avg_before": load_before, "load_avg_after": load_average(),
-        "abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
-        "map_rows": pick, "het_resolution_A": args.het_resolution, **figs,
     }
-    write_json(out / "peer_cryodrgn.json", result)
-    print(map_table(result))
-    print(f"-> {out / 'peer_cryodrgn.json'}")
+    write_map_result(out, "peer_cryodrgn.json", head, train["wall_s"], train["cpu_s"], load_before,
+                     lat, pick, args.het_resolution, figs)
     return 0
 
 
