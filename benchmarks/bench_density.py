@@ -41,7 +41,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (load_average, load_bench_data, map_rows,  # noqa: E402
+from peer_common import (add_map_args, load_average, load_bench_data, map_rows,  # noqa: E402
                          score_particle_maps, write_map_result)
 
 from cryostar_engine.analysis.subset import write_star_subsets  # noqa: E402
@@ -62,12 +62,7 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, required=True, help="wall time of train_density")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--threads", type=int, default=None)
-    p.add_argument("--max-particles", type=int, default=None,
-                   help="train on the first N particles only (short checks)")
-    p.add_argument("--n-maps", type=int, default=100, help="particles whose map is scored")
-    p.add_argument("--map-seed", type=int, default=0)
-    p.add_argument("--het-resolution", type=float, default=8.0,
-                   help="low-pass (Å) before the heterogeneity-carried correlation")
+    add_map_args(p)
     p.add_argument("--volume-boxes", type=int, nargs="*", default=[128],
                    help="also time one volume at these boxes (px)")
     p.add_argument("--extra", default="{}", help="JSON dict of further DensityConfig fields")

@@ -132,6 +132,16 @@ def map_table(r: dict) -> str:
         "load avg before/after": f"{r['load_avg_before'][0]} / {r['load_avg_after'][0]}"})
 
 
+def add_map_args(p) -> None:
+    """The options shared by the map benchmarks' drivers (ours and the peers')."""
+    p.add_argument("--max-particles", type=int, default=None,
+                   help="train on the first N particles only (short checks)")
+    p.add_argument("--n-maps", type=int, default=100, help="particles whose map is scored")
+    p.add_argument("--map-seed", type=int, default=0)
+    p.add_argument("--het-resolution", type=float, default=8.0,
+                   help="low-pass (Å) before the heterogeneity-carried correlation")
+
+
 def write_map_result(out: Path, name: str, head: dict, train_wall_s: float, train_cpu_s: float,
                      load_before, lat, pick, het_resolution_A: float, figs: dict) -> dict:
     """Complete a map benchmark's result (CPU use, load, latent figures, scored maps), write it

@@ -41,7 +41,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (check_ok, children_cpu_s, children_peak_rss_gb,  # noqa: E402
+from peer_common import (add_map_args, check_ok, children_cpu_s, children_peak_rss_gb,  # noqa: E402
                          load_average, load_bench_data, map_rows, run_logged,
                          score_particle_maps, thread_env, write_map_result)
 
@@ -74,12 +74,7 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, required=True, help="wall time of train_vae")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--zdim", type=int, default=8)
-    p.add_argument("--max-particles", type=int, default=None,
-                   help="train on the first N particles only (short checks)")
-    p.add_argument("--n-maps", type=int, default=100, help="particles whose map is scored")
-    p.add_argument("--map-seed", type=int, default=0)
-    p.add_argument("--het-resolution", type=float, default=8.0,
-                   help="low-pass (Å) before the heterogeneity-carried correlation")
+    add_map_args(p)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--train-args", default="", help="extra train_vae arguments (one string)")
     p.add_argument("--volume-boxes", type=int, nargs="*", default=[128],
