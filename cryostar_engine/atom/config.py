@@ -62,7 +62,8 @@ class AtomConfig:
     en_weight: float = _f(1.0, "weight of the elastic-network (local rigidity) restraint")
     en_cutoff_A: float = _f(12.0, "elastic-network cutoff for amino-acid pairs (same chain), Å")
     en_nt_cutoff_A: float = _f(15.0, "elastic-network cutoff for nucleotide pairs (any chain), Å")
-    en_keep_ratio: float = _f(0.99, "fraction of elastic-network pairs kept each step (adaptive relaxation)")
+    en_keep_ratio: float = _f(0.9, "fraction of elastic-network pairs kept each step (adaptive relaxation; "
+                                        "the original CryoSTAR used 0.99, and 0.8 for AdK)")
     clash_weight: float = _f(1.0, "weight of the clash restraint")
     clash_min_A: float = _f(4.0, "beads closer than this clash, Å")
     clash_max_ref_A: float = _f(10.0, "clash pairs: reference distance up to this, Å")

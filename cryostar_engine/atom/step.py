@@ -68,7 +68,7 @@ class LossSettings:
 
     continuity_weight: float = 1.0
     en_weight: float = 1.0
-    en_keep_ratio: float = 0.99
+    en_keep_ratio: float = 0.9
     clash_weight: float = 1.0
     clash_min_A: float = 4.0
     kl_free_bits: float = 3.0

@@ -116,7 +116,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                    help="Local rigidity: keeps distances of nearby bead pairs.", **adv)
         g.addParam("enCutoff", params.FloatParam, default=12.0, label="Elastic network cutoff (Å)",
                    help="Amino-acid pairs (same chain) closer than this are restrained.", **adv)
-        g.addParam("enKeepRatio", params.FloatParam, default=0.99,
+        g.addParam("enKeepRatio", params.FloatParam, default=0.9,
                    label="Elastic network keep ratio",
                    help="Fraction of pairs kept each step (the most deformed are released, "
                         "letting hinges move); lower for large domain motions (e.g. 0.8).",

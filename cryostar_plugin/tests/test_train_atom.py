@@ -49,7 +49,7 @@ class TestCryoStarTrainAtom(SharedChainTest):
         # every argument the protocol passes is one the engine accepts, with the value intended
         from cryostar_engine.cli import build_parser
         parsed = build_parser().parse_args(["train-atom"] + args)
-        self.assertEqual((parsed.lr_schedule, parsed.en_keep_ratio, parsed.box), ("cosine", 0.99, 32))
+        self.assertEqual((parsed.lr_schedule, parsed.en_keep_ratio, parsed.box), ("cosine", 0.9, 32))
         self.assertEqual(prot._getEngineGpus(), None)
         self.assertEqual(self._new(gpuList="0 1")._getEngineGpus(), [0, 1])
 
