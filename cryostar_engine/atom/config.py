@@ -18,6 +18,7 @@ from ..errors import InputError
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file"]
 
 SCHEMA_VERSION = 1
+COMPILE_MODES = ("auto", "on", "off")
 
 
 def _f(default, help_text, **kw):
@@ -80,8 +81,7 @@ class AtomConfig:
     compile: str = _f("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
                               "auto (on for single-process CPU runs of at least 2,000 steps, where "
                               "it measured 1.6-3.4x faster; off on GPUs until measured there); "
-                              "falls back to "
-                              "eager mode if compiling fails")
+                              "falls back to eager mode if compiling fails")
     micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
                                 "memory; doubled automatically after a GPU out-of-memory error)")
     max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")

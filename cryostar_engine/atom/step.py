@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.particles import Batch
 from ..train.optim import guarded_step
+from ..train.runtime import autocast
 from .evaluate import encoder_input
 from .forward import AtomForwardModel
 from .graph import RestraintGraph
@@ -30,7 +31,7 @@ from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_lo
                      pair_distances)
 
 __all__ = ["Restraints", "restraint_tensors", "LossSettings", "AtomStepSetup", "atom_losses",
-           "train_step", "autocast"]
+           "train_step"]
 
 
 @dataclass
@@ -85,7 +86,8 @@ class AtomStepSetup:
     net : the :class:`~cryostar_engine.atom.networks.AtomVAE` or its DDP wrapper.
     forward : the forward model (working box, pixel size, low-pass, mask).
     scale : the data's image scale (the encoder sees images / scale).
-    amp : ``torch.bfloat16``/``torch.float16`` for the networks under CUDA autocast, or None.
+    amp : ``torch.bfloat16``/``torch.float16`` to run the networks under autocast, or None
+        (the trainer gives None on the CPU: FFTs, rendering and losses always run in fp32).
     gather : ``(b, P) → (G, P)`` rows of all processes (the relaxation's global batch), or None.
     losses_fn : replaces :func:`atom_losses` (e.g. ``CompiledOrEager(atom_losses)``); None: eager.
     """
@@ -103,14 +105,6 @@ class AtomStepSetup:
 
     def __post_init__(self):
         self.n_mask = float(self.forward.mask.sum())
-
-
-def autocast(device: torch.device, amp: torch.dtype | None):
-    """CUDA autocast to ``amp`` for the networks; a no-op on the CPU or with ``amp=None``
-    (FFTs, rendering and the losses always run in fp32)."""
-    if amp is None or device.type != "cuda":
-        return contextlib.nullcontext()
-    return torch.autocast("cuda", dtype=amp)
 
 
 def atom_losses(s: AtomStepSetup, batch: Batch, eps: torch.Tensor, beta: float):
@@ -152,12 +146,12 @@ def train_step(s: AtomStepSetup, batch: Batch, eps: torch.Tensor, beta: float, m
     s.optimizer.zero_grad(set_to_none=True)
     n = batch.rows.shape[0]
     chunks = torch.arange(n, device=batch.rows.device).chunk(micro)
+    losses = s.losses_fn or atom_losses
     total_sum, term_sums, last = 0.0, {}, None
     for i, idx in enumerate(chunks):
         sync_later = hasattr(s.net, "no_sync") and i < len(chunks) - 1
         with s.net.no_sync() if sync_later else contextlib.nullcontext():
             part = batch if micro == 1 else batch.select(idx)
-            losses = s.losses_fn or atom_losses
             total, terms, last = losses(s, part, eps if micro == 1 else eps[idx], beta)
             if poison:
                 total = total * float("nan")

@@ -21,10 +21,11 @@ from ..errors import InputError
 from ..io.pdb import write_beads_pdb
 from torch.nn.parallel import DistributedDataParallel
 
-from ..train import (CompiledOrEager, DistContext, Progress, SkippedSteps, apply_lr_factor,
-                     configure_cpu, ensure_fused, init_distributed, load_latest_checkpoint,
-                     lr_factor, make_optimizer, prepare_run_dir, read_json, resolve_device, run_logger,
-                     save_checkpoint, seed_everything, shard, write_json)
+from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, SkippedSteps,
+                     apply_lr_factor, configure_cpu, ensure_fused, init_distributed,
+                     load_latest_checkpoint, lr_factor, make_optimizer, prepare_run_dir, read_json,
+                     resolve_device, run_logger, save_checkpoint, seed_everything, shard,
+                     write_json)
 from .config import AtomConfig
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
@@ -130,7 +131,7 @@ COMPILE_MIN_STEPS = 2000     # --compile auto: compile only runs that amortise i
 def _use_compile(cfg: AtomConfig, device: torch.device, n: int, distributed: bool) -> bool:
     """``--compile auto``: single-process CPU runs of at least :data:`COMPILE_MIN_STEPS` steps
     (where it was measured); GPU and torchrun runs only with ``--compile on``."""
-    if cfg.compile in ("on", "off"):
+    if cfg.compile != "auto":
         return cfg.compile == "on"
     return (device.type == "cpu" and not distributed
             and math.ceil(cfg.epochs * n / cfg.batch) >= COMPILE_MIN_STEPS)
@@ -268,30 +269,6 @@ def _should_stop(cfg, p: _Parts, step: int, t0: float, check_time: bool) -> str 
 READBACK_STEPS = 20     # losses and applied/skipped flags are read back every this many steps
 
 
-class _Pending:
-    """Device-side results of the steps not yet read back: one transfer per read-back."""
-
-    def __init__(self, skipped: SkippedSteps, progress: Progress | None):
-        self.skipped, self.progress, self.rows = skipped, progress, []
-
-    def add(self, step: int, images: int, total, terms: dict, ok) -> None:
-        self.rows.append((step, images, torch.stack([total, *terms.values(), ok.float()]), list(terms)))
-
-    def read_back(self) -> None:
-        """Write the applied steps' ``losses.csv`` rows; report the skipped ones."""
-        if not self.rows:
-            return
-        values = torch.stack([r[2] for r in self.rows]).float().cpu().tolist()
-        for (step, images, _, names), vals in zip(self.rows, values):
-            if vals[-1] > 0.5:
-                self.skipped.applied()
-                if self.progress is not None:
-                    self.progress.record(step, images, {"loss": vals[0], **dict(zip(names, vals[1:-1]))})
-            else:
-                self.skipped.skipped(step, vals[0])
-        self.rows = []
-
-
 def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, noise_gen):
     """Steps until ``total_steps``; every :data:`READBACK_STEPS` steps (and before each
     checkpoint, evaluation or stop) the pending losses and flags are read back in one transfer."""
@@ -299,8 +276,8 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
     progress = Progress(run_dir, total_steps * cfg.batch, images_seen) if main else None
     if main:
         progress.truncate_after(step)
-    pending = _Pending(SkippedSteps(p.optimizer, log, advice="lower --lr, raise --low-pass, or "
-                                                        "check the input particles"), progress)
+    pending = PendingSteps(SkippedSteps(p.optimizer, log, advice="lower --lr, raise --low-pass, or "
+                                                            "check the input particles"))
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last, micro = None, cfg.micro_batches
     ds = p.inputs.dataset
@@ -315,7 +292,7 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
         while step < total_steps:
             stop = _should_stop(cfg, p, step, t0, check_time=step % READBACK_STEPS == 0)
             if stop:
-                pending.read_back()
+                pending.read_back(progress)
                 log.info("stopping at step %d (%s); continue with --resume", step,
                          "--stop-after-steps" if stop == "steps" else f"time limit of {cfg.max_minutes:g} min")
                 if main:
@@ -336,11 +313,11 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
                 continue
             step += 1
             images_seen += cfg.batch
-            pending.add(step, cfg.batch, total, terms, ok)
+            pending.add(step, cfg.batch, {"loss": total, **terms}, ok)
             checkpoint = step % cfg.checkpoint_every == 0 or step == total_steps
             evaluate = step % eval_every == 0 or step == total_steps
             if checkpoint or evaluate or step % READBACK_STEPS == 0:
-                pending.read_back()
+                pending.read_back(progress)
             if not main:
                 continue
             if checkpoint:
@@ -352,7 +329,7 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
                     last_preview = time.perf_counter()
                 _evaluate(cfg, p, run_dir, step, images_seen, log, status="finished" if final else "running",
                           last=(last[0][:8].detach(), last[1][:8].detach()) if preview else None)
-        pending.read_back()
+        pending.read_back(progress)
     finally:
         if streaming is not None:
             streaming.close()

@@ -66,7 +66,7 @@ class BatchPrefetcher:
         """The batch of ``step`` on the device (steps must be asked for in order)."""
         if step != self.next_step:
             raise RuntimeError(f"prefetcher expected step {self.next_step}, got {step}")
-        got, host, err = self._queue.get()
+        _, host, err = self._queue.get()
         if err is not None:
             raise err
         self.next_step = step + 1

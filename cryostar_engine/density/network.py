@@ -20,12 +20,13 @@ defaults.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+from ..train.runtime import autocast  # noqa: F401 (re-exported: the MLP's precision context)
 
 __all__ = ["HartleyField", "canonical_mask", "autocast"]
 
@@ -99,10 +100,3 @@ class HartleyField(nn.Module):
         out = self.mlp(self.features(c), z.to(torch.float32)).float()
         h0, h1 = out[..., 0], out[..., 1]
         return torch.where(flip, h1, h0), torch.where(flip, h0, h1)
-
-
-def autocast(device: torch.device, dtype=None):
-    """A context that runs the MLP in ``dtype`` (e.g. ``torch.bfloat16``); None → plain fp32."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

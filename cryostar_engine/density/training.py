@@ -36,16 +36,16 @@ from torch.nn.parallel import DistributedDataParallel
 from .. import __version__
 from ..data.particles import ParticleDataset
 from ..errors import InputError
-from ..train import (DistContext, Progress, SkippedSteps, configure_cpu, init_distributed,
-                     load_latest_checkpoint, prepare_run_dir, read_json, resolve_device,
-                     run_logger, save_checkpoint, seed_everything, shard, write_json)
+from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, SkippedSteps,
+                     configure_cpu, ensure_fused, init_distributed, load_latest_checkpoint,
+                     make_optimizer, prepare_run_dir, read_json, resolve_device, run_logger,
+                     save_checkpoint, seed_everything, shard, write_json)
 from .config import DensityConfig
 from .hartley import HalfGrid, half_grid
 from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
 from .results import write_outputs
-from ..train import CompiledOrEager, ensure_fused, make_optimizer
 from .step import StepSetup, train_step
 
 __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
@@ -101,9 +101,8 @@ class DensityTrainer:
         self.state = TrainState()
         self.f_std = config.f_std
         self._perm: tuple[int, torch.Tensor] | None = None
-        self._pending: list = []           # (step, images, loss, ok) not yet read back
-        self.skipped = SkippedSteps(self.optimizer, self.log,
-                                    advice="lower --lr, or check the input particles and z")
+        self.pending = PendingSteps(SkippedSteps(self.optimizer, self.log,
+                                                 advice="lower --lr, or check the input particles and z"))
 
     @property
     def total_images(self) -> int:
@@ -208,28 +207,18 @@ class DensityTrainer:
         loss, ok = train_step(setup, batch, self.z[batch.rows], len(rows),
                               poison=self.config.debug_nan_at_step == self.state.step)
         self.state.images_seen += len(rows)
-        self._pending.append((self.state.step, len(rows), loss, ok))
+        self.pending.add(self.state.step, len(rows), {"loss": loss}, ok)
 
     def _read_back(self, progress: Progress | None, collective: bool = True) -> None:
         """Read the pending steps' losses and flags back (one transfer); write their csv rows;
-        act on skipped steps.  ``collective``: sum the processes' loss shares (all ranks must
+        act on skipped steps.  ``collective``: average the processes' loss shares (all ranks must
         call it at the same step); without it rank 0 records its own share's estimate."""
-        if not self._pending:
-            return
-        steps, sizes, losses, oks = zip(*self._pending)
-        self._pending = []
-        loss_t = torch.stack(losses).float()
-        if self.ctx.enabled and collective:
-            dist.all_reduce(loss_t)
-            loss_t /= self.ctx.world_size
-        values, flags = loss_t.tolist(), torch.stack(oks).tolist()
-        for step, images, value, ok in zip(steps, sizes, values, flags):
-            if ok:
-                self.skipped.applied()
-                if progress is not None:
-                    progress.record(step, images, {"loss": value})
-            else:
-                self.skipped.skipped(step, value)
+        self.pending.read_back(progress, reduce=self._mean_over_ranks if self.ctx.enabled and collective
+                               else None)
+
+    def _mean_over_ranks(self, t: torch.Tensor) -> torch.Tensor:
+        dist.all_reduce(t)
+        return t / self.ctx.world_size
 
 
 def train_density(config: DensityConfig, out, resume: bool = False, overwrite: bool = False):

@@ -10,7 +10,7 @@ import logging
 
 import torch
 
-__all__ = ["SkippedSteps", "TrainingDiverged"]
+__all__ = ["SkippedSteps", "PendingSteps", "TrainingDiverged"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -27,14 +27,12 @@ class SkippedSteps:
         self.optimizer, self.log = optimizer, log or logging.getLogger("cryostar_engine")
         self.lr_factor, self.max_in_a_row, self.advice = lr_factor, max_in_a_row, advice
         self.in_a_row = 0
-        self.total = 0
 
     def applied(self) -> None:
         self.in_a_row = 0
 
     def skipped(self, step: int, loss: float) -> None:
         self.in_a_row += 1
-        self.total += 1
         if self.in_a_row > self.max_in_a_row:
             raise TrainingDiverged(
                 f"training diverged: non-finite loss at step {step} after {self.max_in_a_row} "
@@ -46,3 +44,34 @@ class SkippedSteps:
         self.log.warning("non-finite loss at step %d (loss %s; a non-finite gradient counts too): "
                          "the step was skipped, parameters unchanged; learning rate now %.3g",
                          step, loss, self.optimizer.param_groups[0]["lr"])
+
+
+class PendingSteps:
+    """Device-side results of the steps not yet read back (0-d loss tensors and the
+    applied/skipped flag of :func:`~cryostar_engine.train.optim.guarded_step`), read back in one
+    transfer: applied steps become ``losses.csv`` rows, skipped ones go to :class:`SkippedSteps`.
+    The first value of each step is its total loss."""
+
+    def __init__(self, skipped: SkippedSteps):
+        self.skipped, self.rows, self.names = skipped, [], ()
+
+    def add(self, step: int, images: int, values: dict, ok: torch.Tensor) -> None:
+        self.names = tuple(values)
+        self.rows.append((step, images, torch.stack([*values.values(), ok.float()])))
+
+    def read_back(self, progress=None, reduce=None) -> None:
+        """``progress``: the :class:`~cryostar_engine.train.progress.Progress` writing the csv
+        (None on ranks that do not write).  ``reduce``: ``(R, K) → (R, K)`` applied to the
+        losses first, e.g. their mean over the processes (then every rank must call it)."""
+        if not self.rows:
+            return
+        table = torch.stack([r[2] for r in self.rows]).float()
+        losses = reduce(table[:, :-1].contiguous()) if reduce is not None else table[:, :-1]
+        for (step, images, _), vals, ok in zip(self.rows, losses.tolist(), table[:, -1].tolist()):
+            if ok > 0.5:
+                self.skipped.applied()
+                if progress is not None:
+                    progress.record(step, images, dict(zip(self.names, vals)))
+            else:
+                self.skipped.skipped(step, vals[0])
+        self.rows = []

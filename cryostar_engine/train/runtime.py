@@ -1,6 +1,7 @@
 """Devices, threads and seeds: the run-time set-up shared by every training command."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 
@@ -9,7 +10,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["resolve_device", "configure_cpu", "default_threads", "seed_everything"]
+__all__ = ["resolve_device", "configure_cpu", "default_threads", "seed_everything", "autocast"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -52,3 +53,11 @@ def seed_everything(seed: int) -> torch.Generator:
     gen = torch.Generator()
     gen.manual_seed(seed)
     return gen
+
+
+def autocast(device, dtype=None):
+    """A context that runs the networks in ``dtype`` (e.g. ``torch.bfloat16``) on ``device``'s
+    type; None → plain fp32.  The callers choose the dtype (None where it does not pay)."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)

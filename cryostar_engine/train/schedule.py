@@ -2,8 +2,8 @@
 resumed run follows the same curve as an uninterrupted one).
 
 The peak learning rate is kept in each optimiser parameter group as ``"lr_peak"``; the
-schedule sets ``"lr" = lr_peak × factor(step)``.  The non-finite guard lowers ``lr_peak`` when
-it rolls back, so a lowered rate survives the schedule and is saved with the optimiser state.
+schedule sets ``"lr" = lr_peak × factor(step)``.  The non-finite guard lowers ``lr_peak`` after
+a skipped step, so a lowered rate survives the schedule and is saved with the optimiser state.
 """
 from __future__ import annotations
 
