@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from cryostar_engine.atom.centres import residue_centres
 from cryostar_engine.atom.forward import AtomForwardModel
 from cryostar_engine.atom.graph import build_graph
 from cryostar_engine.atom.networks import AtomVAE
@@ -95,7 +96,8 @@ def bead_cloud(n: int, seed: int = 0) -> Beads:
     coords = pts[np.sort(keep)] + rng.normal(0, 0.3, (n, 3))
     return Beads(coords_A=coords, amplitudes=np.full(n, 60.0), chain_ids=np.full(n, "A"),
                  res_ids=np.arange(1, n + 1), insertion_codes=np.full(n, ""),
-                 res_names=np.full(n, "ALA"), is_nucleotide=np.zeros(n, bool))
+                 res_names=np.full(n, "ALA"), is_nucleotide=np.zeros(n, bool),
+                 centre_offsets_A=rng.normal(0, 0.75, (n, 3)))   # residue centres ~1.3 Å off
 
 
 class Stage1Case:
@@ -111,7 +113,8 @@ class Stage1Case:
         self.graph = build_graph(beads)
         d = self.device
         forward = AtomForwardModel(box, self.apix, torch.as_tensor(beads.amplitudes), 2.0,
-                                   2.5 * self.apix, 0.9375, d)
+                                   2.5 * self.apix, 0.9375, d,
+                                   centres=residue_centres(beads, self.graph.continuity))
         model = AtomVAE(box, n_beads, 8, (512, 256, 128, 64, 32), (32, 64, 128, 256, 512),
                         torch.as_tensor(beads.coords_A, dtype=torch.float32)).to(d)
         self.pool = make_pool(box, min(pool_size, max(4 * batch, 256)), d, seed)

@@ -45,6 +45,14 @@ class CheckConfig:
     seed: int = 0
 
 
+def model_density(beads, box: int, apix: float) -> torch.Tensor:
+    """``(box, box, box)`` density of the model's beads as stage 1 renders them (each at its
+    residue's electron-weighted centre, Gaussian width ``BEAD_SIGMA_A``), box-centred, ``apix``
+    Å per voxel.  The model/map FSC of ``check-inputs`` and of the plugin's low-pass wizard."""
+    return bead_density(torch.as_tensor(beads.residue_centres_A), torch.as_tensor(beads.amplitudes),
+                        BEAD_SIGMA_A, box, apix).float()
+
+
 def _particle_summary(meta: ParticleMetadata) -> dict:
     defocus = 0.5 * (meta.defocus_u_A + meta.defocus_v_A)
     groups = []
@@ -101,8 +109,7 @@ def check_inputs(cfg: CheckConfig) -> dict:
     apix = ds.apix
     report = {"particles": _particle_summary(meta), "model": _model_summary(ref, meta.box, meta.apix),
               "check_box_px": box, "check_apix_A": apix, "warnings": []}
-    coords = torch.as_tensor(ref.beads.coords_A)
-    density = bead_density(coords, torch.as_tensor(ref.beads.amplitudes), BEAD_SIGMA_A, box, apix).float()
+    density = model_density(ref.beads, box, apix)
     target = density
     if map_data is not None:
         vol = _map_at(map_data, box)

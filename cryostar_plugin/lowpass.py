@@ -1,13 +1,14 @@
 """Propose the image low-pass of a training from the fit of the model to the consensus map.
 
 The proposal is the resolution where the Fourier shell correlation between the reference model's
-bead density (one Gaussian bead per residue, σ = 2 Å, as the engine renders it) and the
-consensus map falls to 0.5, but never finer than 2.5 pixels of the training box (Nyquist is 2):
+bead density (one Gaussian bead per residue at its residue's centre, σ = 2 Å, as the engine
+renders it) and the consensus map falls to 0.5, but never finer than 2.5 pixels of the training
+box (Nyquist is 2):
 structure that the model cannot represent is not fitted.  This is what ``check-inputs`` reports
 as ``suggested_low_pass_A`` at its own box; here it is computed for the training box.
 
 Uses the engine's library (``cryostar_engine.metrics.fsc`` / ``resolution_at`` and
-``physics.render.bead_density``), so it needs the engine importable by Scipion's Python.
+``checks.model_density``), so it needs the engine importable by Scipion's Python.
 """
 import os
 import tempfile
@@ -15,9 +16,8 @@ from dataclasses import dataclass
 
 from .convert import getModelVolume, writeMapForEngine, writeModelForEngine
 
-__all__ = ["LowPassSuggestion", "suggestLowPass", "BEAD_SIGMA_A", "MAX_CHECK_BOX"]
+__all__ = ["LowPassSuggestion", "suggestLowPass", "MAX_CHECK_BOX"]
 
-BEAD_SIGMA_A = 2.0
 MAX_CHECK_BOX = 128
 MIN_PIXELS = 2.5
 
@@ -53,7 +53,7 @@ def suggestLowPass(atomStruct, particles, volume=None, trainBox=None):
     from cryostar_engine.io import read_beads, read_map
     from cryostar_engine.metrics import fsc, resolution_at
     from cryostar_engine.physics.fourier import fourier_crop_volume
-    from cryostar_engine.physics.render import bead_density
+    from cryostar_engine.checks import model_density
 
     vol = getModelVolume(atomStruct, volume)
     if vol is None:
@@ -68,8 +68,7 @@ def suggestLowPass(atomStruct, particles, volume=None, trainBox=None):
     checkBox = min(mapData.data.shape[-1], MAX_CHECK_BOX)
     checkApix = mapData.voxel_size_A * mapData.data.shape[-1] / checkBox
     target = fourier_crop_volume(torch.from_numpy(mapData.data), checkBox)
-    density = bead_density(torch.as_tensor(beads.coords_A), torch.as_tensor(beads.amplitudes),
-                           BEAD_SIGMA_A, checkBox, checkApix).float()
+    density = model_density(beads, checkBox, checkApix)
     freq, curve = fsc(density, target, checkApix)
     fsc05 = resolution_at(freq, curve, 0.5)
     floor = MIN_PIXELS * apix * box / trainBox

@@ -15,11 +15,12 @@ from cryostar_engine.train import TrainingDiverged, lr_factor
 from conftest import ADK_REF, ADK_STAR
 
 
-def _reference_relaxation(d, d0, group_of_pair, keep_ratio):
+def _reference_relaxation(d, d0, group_of_pair, keep_ratio, tolerance=0.0):
     """The definition, written plainly on the host: per group, drop the pairs whose variance of
-    (d − d0)² over the batch is at or above the group's keep_ratio quantile; mean of the rest."""
-    err = ((d - d0) ** 2).numpy()
-    var = err.var(0, ddof=1)
+    (d − d0)² over the batch is at or above the group's keep_ratio quantile; the loss is the
+    mean over the rest of e = (|d − d0| beyond the tolerance)²."""
+    err = np.maximum(np.abs((d - d0).numpy()) - tolerance, 0.0) ** 2
+    var = (((d - d0) ** 2).numpy()).var(0, ddof=1)
     keep = np.ones(err.shape[1], bool)
     for g in np.unique(group_of_pair):
         sel = group_of_pair == g
@@ -48,6 +49,26 @@ def test_relaxation_releases_the_most_variable_pairs_of_each_group():
     wrong, _ = _reference_relaxation(d, d0, np.zeros(300, int), 0.9)
     assert float(elastic_network_loss(d, d0, one_group, 0.9)) == pytest.approx(wrong, rel=1e-5)
     assert abs(wrong - expected) > 1e-3 * expected
+
+
+def test_elastic_network_tolerance_is_a_flat_bottom():
+    """Deviations up to the tolerance cost nothing; beyond it the cost is quadratic in the excess
+    (so a pair 0.8 Å off with a 0.5 Å tolerance costs 0.09 Å², not 0.64)."""
+    gen = torch.Generator().manual_seed(1)
+    d0 = 3 + 5 * torch.rand(200, generator=gen)
+    d = d0 + 0.6 * torch.randn(16, 200, generator=gen)
+    groups = (torch.arange(200),)
+    group = np.zeros(200, int)
+    excess = torch.relu((d - d0).abs() - 0.5)
+    assert float(elastic_network_loss(d, d0, groups, 1.0, tolerance_A=0.5)) == pytest.approx(
+        float((excess ** 2).mean()), rel=1e-5)
+    ours = float(elastic_network_loss(d, d0, groups, 0.9, tolerance_A=0.5))
+    expected, _ = _reference_relaxation(d, d0, group, 0.9, tolerance=0.5)
+    assert ours == pytest.approx(expected, rel=1e-5)
+    assert ours < 0.5 * float(elastic_network_loss(d, d0, groups, 0.9))
+    single = elastic_network_loss(torch.tensor([[5.8, 5.3, 4.2]]), torch.full((3,), 5.0), (torch.arange(3),),
+                                  1.0, tolerance_A=0.5)
+    assert float(single) == pytest.approx((0.3 ** 2 + 0 + 0.3 ** 2) / 3, rel=1e-5)
 
 
 def test_relaxation_keeps_a_group_that_would_release_everything():

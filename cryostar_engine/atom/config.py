@@ -19,6 +19,7 @@ __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file"]
 
 SCHEMA_VERSION = 1
 COMPILE_MODES = ("auto", "on", "off")
+BEAD_CENTRES = ("residue", "backbone")
 
 
 def _f(default, help_text, **kw):
@@ -57,6 +58,9 @@ class AtomConfig:
     decoder_hidden: tuple = _f((32, 64, 128, 256, 512), "decoder hidden widths")
     # forward model
     bead_sigma_A: float = _f(2.0, "Gaussian width of each bead in Å")
+    bead_centre: str = _f("residue", "where each bead is rendered: residue (the electron-weighted centre of "
+                                     "its residue's atoms, turning with the local backbone) or backbone "
+                                     "(at the Cα/C1' atom itself, as the original CryoSTAR)")
     mask_radius: float = _f(0.9375, "image-loss mask radius as a fraction of the half box")
     # restraints
     continuity_weight: float = _f(1.0, "weight of the bond-continuity restraint")
@@ -65,6 +69,9 @@ class AtomConfig:
     en_nt_cutoff_A: float = _f(15.0, "elastic-network cutoff for nucleotide pairs (any chain), Å")
     en_keep_ratio: float = _f(0.9, "fraction of elastic-network pairs kept each step (adaptive relaxation; "
                                         "the original CryoSTAR used 0.99, and 0.8 for AdK)")
+    en_tolerance_A: float = _f(0.5, "elastic-network tolerance in Å: a pair's distance may deviate this "
+                                    "much from the reference for free (flat-bottom restraint; 0 = the "
+                                    "original's harmonic restraint)")
     clash_weight: float = _f(1.0, "weight of the clash restraint")
     clash_min_A: float = _f(4.0, "beads closer than this clash, Å")
     clash_max_ref_A: float = _f(10.0, "clash pairs: reference distance up to this, Å")

@@ -9,6 +9,7 @@ from ..geometry.poses import rotate_points
 from ..physics.ctf import ctf_rfft
 from ..physics.fourier import lowpass_mask_rfft, shift_phase_rfft
 from ..physics.render import project_beads
+from .centres import ResidueCentres, scattering_centres
 from .losses import circular_mask
 
 __all__ = ["AtomForwardModel"]
@@ -23,11 +24,13 @@ class AtomForwardModel:
     amplitudes : ``(N,)`` bead amplitudes.
     sigma_A : bead width (Å).  low_pass_A : hard low-pass of both images (Å).
     mask_radius : image-loss mask radius (fraction of the half box).
+    centres : where each bead scatters (:mod:`~cryostar_engine.atom.centres`); None: at the bead.
     """
 
     def __init__(self, box: int, apix: float, amplitudes: torch.Tensor, sigma_A: float,
-                 low_pass_A: float, mask_radius: float, device):
+                 low_pass_A: float, mask_radius: float, device, centres: ResidueCentres | None = None):
         self.box, self.apix, self.sigma_A = box, apix, sigma_A
+        self.centres = None if centres is None else centres.to(device)
         self.amplitudes = amplitudes.to(device=device, dtype=torch.float32)
         self.lowpass = lowpass_mask_rfft(box, apix, low_pass_A, device=device)
         self.mask = circular_mask(box, mask_radius, device=device)
@@ -39,7 +42,7 @@ class AtomForwardModel:
 
     def render(self, coords_A: torch.Tensor, batch: Batch, ctf_sign: float = 1.0) -> torch.Tensor:
         """``(B, N, 3)`` box-centred structures → ``(B, D, D)`` CTF-filtered, low-passed images."""
-        view = rotate_points(coords_A.float(), batch.rotations)
+        view = rotate_points(scattering_centres(coords_A.float(), self.centres), batch.rotations)
         proj = project_beads(view, self.amplitudes, self.sigma_A, self.box, self.apix)
         filt = ctf_rfft(batch.ctf, self.box, self.apix, device=proj.device) * self.lowpass
         return torch.fft.irfft2(torch.fft.rfft2(proj) * (ctf_sign * filt), s=(self.box, self.box))

@@ -13,7 +13,7 @@ from ..io.mrc import read_map
 from ..io.relion import ParticleMetadata, read_particles
 from ..reference import Reference, load_reference
 from ..train.schedule import SCHEDULES
-from .config import COMPILE_MODES, AtomConfig
+from .config import BEAD_CENTRES, COMPILE_MODES, AtomConfig
 from .graph import RestraintGraph, build_graph
 
 __all__ = ["AtomInputs", "load_atom_inputs", "default_box", "signal_overlap", "check_signal_overlap"]
@@ -46,6 +46,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
         raise InputError("--particles and --model are required")
     if cfg.lr_schedule not in SCHEDULES:
         raise InputError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
+    if cfg.bead_centre not in BEAD_CENTRES:
+        raise InputError(f"--bead-centre {cfg.bead_centre!r}: choose one of {', '.join(BEAD_CENTRES)}")
     if cfg.compile not in COMPILE_MODES:
         raise InputError(f"--compile {cfg.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
     if not 0.0 <= cfg.lr_final_fraction <= 1.0:

@@ -38,24 +38,31 @@ def continuity_loss(d, d0) -> torch.Tensor:
     return ((d - d0) ** 2).mean()
 
 
-def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None) -> torch.Tensor:
+def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None,
+                         tolerance_A: float = 0.0) -> torch.Tensor:
     """Elastic network with adaptive relaxation, without host–device synchronisation.
 
     ``d``: ``(B, P)`` distances of the network's pairs, ``d0`` ``(P,)`` reference distances (Å).
-    Per pair p and sample b, ``e = (d − d0)²``.  Within each chain group (``groups``: a sequence
-    of index tensors into the P pairs), pairs whose variance of ``e`` across the batch is at or
-    above the ``keep_ratio`` quantile are released for this step (hinges move; local structure
-    stays rigid); a group that would release every pair keeps them all.  The loss is the mean of
-    ``e`` over the kept (sample, pair) entries.  ``gather`` (``(B, P) → (G, P)``) lets a
-    distributed run compute the variance over the global batch of all processes.
+    Per pair p and sample b, the penalty is ``e = max(|d − d0| − tolerance_A, 0)²`` (Å²): a
+    flat-bottom restraint, free within the tolerance (0: the original's ``(d − d0)²``).  Within
+    each chain group (``groups``: a sequence of index tensors into the P pairs), pairs whose
+    variance across the batch of the harmonic error ``(d − d0)²`` is at or above the
+    ``keep_ratio`` quantile are released for this step (hinges move; local structure stays
+    rigid); a group that would release every pair keeps them all.  The ranking uses the harmonic
+    error whatever the tolerance, as the original: the flat-bottom penalty is exactly 0 for most
+    pairs, and ranking ties at 0 would decide by float rounding.  The loss is the mean of ``e``
+    over the kept (sample, pair) entries.  ``gather`` (``(B, P) → (G, P)``) lets a distributed
+    run compute the variance over the global batch of all processes.
     """
     if d.shape[1] == 0:
         return d.new_zeros(())
-    err = (d - d0) ** 2                                         # (B, P)
+    dev = d - d0
+    harmonic = dev ** 2                                                                # (B, P)
+    err = harmonic if tolerance_A <= 0 else torch.relu(dev.abs() - tolerance_A) ** 2
     if keep_ratio >= 1.0:
         return err.mean()
     with torch.no_grad():
-        every = err.detach().float()
+        every = harmonic.detach().float()
         every = gather(every) if gather is not None else every  # (G, P)
         if every.shape[0] < 2:
             return err.mean()
@@ -69,14 +76,19 @@ def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None) -> torch
     return (err * keep).sum() / (keep.sum() * err.shape[0])
 
 
-def clash_loss(d, min_distance_A: float) -> torch.Tensor:
+def clash_loss(d, min_distance_A: float, gather=None) -> torch.Tensor:
     """Mean of ``(min − d)²`` over the (sample, pair) entries of ``(B, P)`` distances closer than
-    ``min_distance_A`` (0 when none are)."""
+    ``min_distance_A`` (0 when none are).  ``gather`` (as for the elastic network): under
+    several processes the mean is over the contributors of the global batch, so that the
+    averaged gradients equal a single process's."""
     if d.shape[1] == 0:
         return d.new_zeros(())
     violation = torch.relu(min_distance_A - d)
-    count = (violation > 0).sum()
-    return (violation ** 2).sum() / count.clamp_min(1)
+    count = (violation > 0).sum().float()
+    if gather is not None:
+        counts = gather(count.reshape(1))                  # (world_size,)
+        count = counts.sum() / counts.shape[0]             # DDP averages the ranks' gradients
+    return (violation ** 2).sum() / count.clamp_min(1e-12)
 
 
 def kl_free_bits(mu: torch.Tensor, logvar: torch.Tensor, free_bits: float) -> torch.Tensor:

@@ -70,6 +70,7 @@ class LossSettings:
     continuity_weight: float = 1.0
     en_weight: float = 1.0
     en_keep_ratio: float = 0.9
+    en_tolerance_A: float = 0.5
     clash_weight: float = 1.0
     clash_min_A: float = 4.0
     kl_free_bits: float = 3.0
@@ -122,8 +123,9 @@ def atom_losses(s: AtomStepSetup, batch: Batch, eps: torch.Tensor, beta: float):
         "image": image_loss(pred, target, s.forward.mask),
         "continuity": continuity_loss(d[:, r.continuity], r.continuity_d0),
         "elastic": elastic_network_loss(d[:, r.elastic], r.elastic_d0, r.elastic_groups,
-                                        w.en_keep_ratio, gather=s.gather),
-        "clash": clash_loss(d[:, r.clash], w.clash_min_A),
+                                        w.en_keep_ratio, gather=s.gather,
+                                        tolerance_A=w.en_tolerance_A),
+        "clash": clash_loss(d[:, r.clash], w.clash_min_A, gather=s.gather),
         "kl": kl_free_bits(mu.float(), logvar.float(), w.kl_free_bits),
     }
     total = (terms["image"] + w.continuity_weight * terms["continuity"]

@@ -26,6 +26,7 @@ from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, Skipp
                      load_latest_checkpoint, lr_factor, make_optimizer, prepare_run_dir, read_json,
                      resolve_device, run_logger, save_checkpoint, seed_everything, shard,
                      write_json)
+from .centres import residue_centres
 from .config import AtomConfig
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
@@ -106,7 +107,9 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
-                               cfg.low_pass_A, cfg.mask_radius, device)
+                               cfg.low_pass_A, cfg.mask_radius, device,
+                               centres=(residue_centres(beads, inputs.graph.continuity)
+                                        if cfg.bead_centre == "residue" else None))
     overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
     if not cfg.skip_signal_check:
         check_signal_overlap(overlap)

@@ -61,6 +61,7 @@ class Beads:
     is_nucleotide: np.ndarray     # (N,) bool
     dropped: dict = field(default_factory=dict)   # residue name → count of residues dropped
     renamed: dict = field(default_factory=dict)   # original name → count of residues mapped
+    centre_offsets_A: np.ndarray | None = None   # (N, 3) Å, residue's electron-weighted centre − bead
 
     def __len__(self) -> int:
         return len(self.coords_A)
@@ -69,6 +70,14 @@ class Beads:
     def atom_names(self) -> np.ndarray:
         """``'CA'`` for amino-acid beads, ``"C1'"`` for nucleotide beads."""
         return np.where(self.is_nucleotide, "C1'", "CA")
+
+    @property
+    def residue_centres_A(self) -> np.ndarray:
+        """``(N, 3)`` Å: the electron-weighted centre of each residue's atoms (the bead's own
+        coordinate when the model carried no other atoms)."""
+        if self.centre_offsets_A is None:
+            return self.coords_A
+        return self.coords_A + self.centre_offsets_A
 
     def with_coords(self, coords_A: np.ndarray) -> "Beads":
         """The same beads at other ``(N, 3)`` coordinates."""
@@ -132,17 +141,21 @@ def read_beads(path) -> Beads:
             if name != raw:
                 renamed[raw] += 1
             het, resseq, icode = residue.get_id()
-            rows.append((bead.get_coord(), sum(_element_number(a) for a in atoms.values()),
-                         chain.get_id(), resseq, icode.strip(), name, is_nt))
+            z_atoms = np.array([_element_number(a) for a in atoms.values()], np.float64)
+            xyz = np.array([a.get_coord() for a in atoms.values()], np.float64)
+            centre = (z_atoms[:, None] * xyz).sum(0) / max(z_atoms.sum(), 1e-9)
+            rows.append((bead.get_coord(), z_atoms.sum(), chain.get_id(), resseq, icode.strip(),
+                         name, is_nt, centre - bead.get_coord()))
     if not rows:
         found = ", ".join(f"{n}×{k}" for k, n in dropped.most_common(5)) or "no residues"
         raise InputError(f"{path}: no protein or nucleic-acid residues found ({found}); "
                          "give the atomic model docked into the consensus map")
-    coords, amps, chains, resids, icodes, names, is_nt = zip(*rows)
+    coords, amps, chains, resids, icodes, names, is_nt, centres = zip(*rows)
     return Beads(coords_A=np.asarray(coords, np.float64), amplitudes=np.asarray(amps, np.float64),
                  chain_ids=np.asarray(chains), res_ids=np.asarray(resids, np.int64),
                  insertion_codes=np.asarray(icodes), res_names=np.asarray(names),
-                 is_nucleotide=np.asarray(is_nt, bool), dropped=dict(dropped), renamed=dict(renamed))
+                 is_nucleotide=np.asarray(is_nt, bool), dropped=dict(dropped), renamed=dict(renamed),
+                 centre_offsets_A=np.asarray(centres, np.float64))
 
 
 def write_beads_pdb(path, beads: Beads, models) -> None:

@@ -32,7 +32,7 @@ __all__ = ["ProtCryoStarTrainAtom", "zRowsByObjId", "TRAIN_FLAGS"]
 TRAIN_FLAGS = {
     "batchSize": "--batch", "learningRate": "--lr", "seed": "--seed",
     "continuityWeight": "--continuity-weight", "enWeight": "--en-weight",
-    "enCutoff": "--en-cutoff", "enKeepRatio": "--en-keep-ratio",
+    "enCutoff": "--en-cutoff", "enKeepRatio": "--en-keep-ratio", "enTolerance": "--en-tolerance",
     "clashWeight": "--clash-weight", "clashMin": "--clash-min",
     "klBetaMax": "--kl-beta-max", "klFreeBits": "--kl-free-bits",
     "beadSigma": "--bead-sigma", "maskRadius": "--mask-radius",
@@ -40,6 +40,7 @@ TRAIN_FLAGS = {
 }
 PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
 LR_SCHEDULES = ["cosine", "constant"]
+BEAD_CENTRES = ["residue", "backbone"]
 NEW_RUN = "not doContinue"
 
 
@@ -121,6 +122,9 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                    help="Fraction of pairs kept each step (the most deformed are released, "
                         "letting hinges move); lower for large domain motions (e.g. 0.8).",
                    **adv)
+        g.addParam("enTolerance", params.FloatParam, default=0.5, label="Elastic network tolerance (Å)",
+                   help="A pair's distance may differ from the reference's by this much at no cost "
+                        "(0: strictly harmonic, as the original CryoSTAR).", **adv)
         g.addParam("clashWeight", params.FloatParam, default=1.0, label="Clash weight",
                    help="Penalises beads closer than the clash distance.", **adv)
         g.addParam("clashMin", params.FloatParam, default=4.0, label="Clash distance (Å)",
@@ -145,6 +149,12 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                         "constant: as the original CryoSTAR.", **adv)
         g.addParam("beadSigma", params.FloatParam, default=2.0, label="Bead width σ (Å)",
                    help="Width of the Gaussian that renders each residue's bead.", **adv)
+        g.addParam("beadCentre", params.EnumParam, choices=BEAD_CENTRES, default=0,
+                   display=params.EnumParam.DISPLAY_HLIST, label="Render beads at",
+                   help="residue: each bead's Gaussian sits at the electron-weighted centre of its "
+                        "residue's atoms and turns with the local backbone (fits the images "
+                        "better; the output models are still Cα/C1' beads). backbone: at the "
+                        "Cα/C1' atom itself, as the original CryoSTAR.", **adv)
         g.addParam("maskRadius", params.FloatParam, default=0.9375,
                    label="Mask radius (fraction of half box)",
                    help="Circular real-space mask of the image loss.", **adv)
@@ -254,7 +264,8 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             "--low-pass", src.lowPass.get(), "--device", self._getDevice(),
             "--threads", self.numberOfThreads.get(),
             "--precision", PRECISIONS[src.precision.get()],
-            "--lr-schedule", LR_SCHEDULES[src.lrSchedule.get()]]
+            "--lr-schedule", LR_SCHEDULES[src.lrSchedule.get()],
+            "--bead-centre", BEAD_CENTRES[src.beadCentre.get()]]
         for name, flag in TRAIN_FLAGS.items():
             args += [flag, getattr(src, name).get()]
         if src.doInvert:

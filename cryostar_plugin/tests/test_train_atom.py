@@ -46,10 +46,14 @@ class TestCryoStarTrainAtom(SharedChainTest):
         self.assertEqual(flags["--threads"], "4")
         self.assertEqual(flags["--lr-schedule"], "cosine")
         self.assertIn("constant", self._new(lrSchedule=1)._getTrainArgs())
+        self.assertEqual(flags["--bead-centre"], "residue")
+        self.assertEqual(flags["--en-tolerance"], "0.5")
+        self.assertIn("backbone", self._new(beadCentre=1)._getTrainArgs())
         # every argument the protocol passes is one the engine accepts, with the value intended
         from cryostar_engine.cli import build_parser
         parsed = build_parser().parse_args(["train-atom"] + args)
-        self.assertEqual((parsed.lr_schedule, parsed.en_keep_ratio, parsed.box), ("cosine", 0.9, 32))
+        self.assertEqual((parsed.lr_schedule, parsed.en_keep_ratio, parsed.box, parsed.bead_centre),
+                         ("cosine", 0.9, 32, "residue"))
         self.assertEqual(prot._getEngineGpus(), None)
         self.assertEqual(self._new(gpuList="0 1")._getEngineGpus(), [0, 1])
 
