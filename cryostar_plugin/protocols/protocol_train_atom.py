@@ -438,8 +438,11 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                 f"reference model coarse-grained to {man.get('beads', '?')} beads, trained a "
                 f"{man.get('zdim', src.zDim.get())}-dimensional latent space for "
                 f"{self.numEpochs.get():g} epochs with an image low-pass of "
-                f"{src.lowPass.get():g} Å and bond, elastic-network and clash restraints. "
-                f"The latent space was summarised by PCA and {self.numClusters.get()} k-means "
+                f"{src.lowPass.get():g} Å and bond, elastic-network (tolerance "
+                f"{src.enTolerance.get():g} Å) and clash restraints, each bead rendered at "
+                + ("its residue's electron-weighted centre. " if BEAD_CENTRES[src.beadCentre.get()] == "residue"
+                   else "its Cα/C1′ atom. ")
+                + f"The latent space was summarised by PCA and {self.numClusters.get()} k-means "
                 "states, whose centres were decoded into atomic models."]
 
     def _citations(self):

@@ -191,6 +191,9 @@ class TestCryoStarValidation(SharedChainTest):
             self.assertTrue(prot.summary() and prot.methods(), prot.getClassName())
             self.assertIn("Li2024cryostar", prot._citations())
         self.assertTrue(any("384 particles" in s for s in self.train.summary()))
+        methods = " ".join(self.train.methods())
+        self.assertIn("(tolerance 0.5 Å)", methods)
+        self.assertIn("rendered at its residue's electron-weighted centre", methods)
         self.assertTrue(self._train(useGpu=False).warnings())
         names = {"Particles", "ClusterCentres", "Trajectories"}
         self.assertEqual(set(ProtCryoStarTrainAtom._possibleOutputs), names)
