@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from cryostar_engine.atom.centres import residue_centres
+from cryostar_engine.atom.config import AtomConfig
 from cryostar_engine.atom.forward import AtomForwardModel
 from cryostar_engine.atom.graph import build_graph
 from cryostar_engine.atom.networks import AtomVAE
@@ -126,7 +127,8 @@ class Stage1Case:
             t = forward.target(b) * forward.mask
             scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
         self.setup = AtomStepSetup(model, make_optimizer(model, 5e-4, 0.01), forward,
-                                   restraint_tensors(self.graph, d), LossSettings(), scale, amp=amp)
+                                   restraint_tensors(self.graph, d), LossSettings.from_config(AtomConfig()),
+                                   scale, amp=amp)
         if compile:
             self.setup.losses_fn = CompiledOrEager(atom_losses)
 

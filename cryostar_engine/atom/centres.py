@@ -35,15 +35,17 @@ __all__ = ["ResidueCentres", "residue_centres", "local_frames", "scattering_cent
 class ResidueCentres:
     """triplets ``(T, 3)`` int64 (previous, bead, next); frame_index ``(N,)`` int64: the triplet
     whose frame carries bead n's offset, or T (the identity: no rotation); local_offsets
-    ``(N, 3)`` float32, Å, in that frame."""
+    ``(N, 3)`` float32, Å, in that frame; has_lone: some bead uses the identity (decided once,
+    so that a step appends the identity frame only then)."""
 
     triplets: torch.Tensor
     frame_index: torch.Tensor
     local_offsets: torch.Tensor
+    has_lone: bool
 
     def to(self, device) -> "ResidueCentres":
         return ResidueCentres(self.triplets.to(device), self.frame_index.to(device),
-                              self.local_offsets.to(device))
+                              self.local_offsets.to(device), self.has_lone)
 
 
 def local_frames(coords: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
@@ -78,12 +80,14 @@ def residue_centres(beads: Beads, continuity: np.ndarray) -> ResidueCentres | No
     frame_index[ends_first] = slot[ends_first + 1]
     ends_last = np.flatnonzero(has_prev & ~has_next)
     frame_index[ends_last] = slot[ends_last - 1]
-    frame_index[frame_index < 0] = len(triplets)                  # identity
+    lone = frame_index < 0
+    frame_index[lone] = len(triplets)                             # identity
     ref = torch.as_tensor(beads.coords_A, dtype=torch.float64)[None]
     frames = _with_identity(local_frames(ref, torch.as_tensor(triplets)))[0]   # (T+1, 3, 3)
     offsets = torch.as_tensor(beads.centre_offsets_A, dtype=torch.float64)
     local = torch.einsum("nji,nj->ni", frames[torch.as_tensor(frame_index)], offsets)
-    return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float())
+    return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float(),
+                          bool(lone.any()))
 
 
 def _with_identity(frames: torch.Tensor) -> torch.Tensor:
@@ -96,6 +100,8 @@ def scattering_centres(coords: torch.Tensor, centres: ResidueCentres | None) -> 
     """``(B, N, 3)`` bead coordinates (Å) → ``(B, N, 3)`` positions to render them at."""
     if centres is None:
         return coords
-    frames = _with_identity(local_frames(coords, centres.triplets))           # (B, T+1, 3, 3)
+    frames = local_frames(coords, centres.triplets)                           # (B, T, 3, 3)
+    if centres.has_lone:
+        frames = _with_identity(frames)                                       # (B, T+1, 3, 3)
     per_bead = frames.index_select(1, centres.frame_index)                     # (B, N, 3, 3)
     return coords + torch.einsum("bnij,nj->bni", per_bead, centres.local_offsets.to(coords.dtype))

@@ -65,15 +65,16 @@ def restraint_tensors(graph: RestraintGraph, device) -> Restraints:
 
 @dataclass(frozen=True)
 class LossSettings:
-    """Weights and parameters of the loss terms (defaults: the spec's)."""
+    """Weights and parameters of the loss terms: the fields of the same names of an
+    :class:`~cryostar_engine.atom.config.AtomConfig` (its defaults are the only ones)."""
 
-    continuity_weight: float = 1.0
-    en_weight: float = 1.0
-    en_keep_ratio: float = 0.9
-    en_tolerance_A: float = 0.5
-    clash_weight: float = 1.0
-    clash_min_A: float = 4.0
-    kl_free_bits: float = 3.0
+    continuity_weight: float
+    en_weight: float
+    en_keep_ratio: float
+    en_tolerance_A: float
+    clash_weight: float
+    clash_min_A: float
+    kl_free_bits: float
 
     @classmethod
     def from_config(cls, cfg) -> "LossSettings":
