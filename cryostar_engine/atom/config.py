@@ -84,7 +84,9 @@ class AtomConfig:
     keep_checkpoints: int = _f(3, "checkpoints kept")
     eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
     threads: int | None = _f(None, "CPU threads (default: all available)")
-    precision: str = _f("auto", "auto (bf16 on GPU, fp32 on CPU), fp32, bf16 or fp16")
+    precision: str = _f("auto", "networks on a GPU: auto (bf16 where native, i.e. Ampere or later, "
+                                "else fp16 with dynamic loss scaling), fp32, bf16 or fp16; the CPU "
+                                "always runs fp32, and FFTs, rendering and losses are fp32 everywhere")
     compile: str = _f("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
                               "auto (on for single-process CPU runs of at least 2,000 steps, where "
                               "it measured 1.6-3.4x faster; off on GPUs until measured there); "

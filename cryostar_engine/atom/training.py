@@ -22,7 +22,8 @@ from ..io.pdb import write_beads_pdb
 from torch.nn.parallel import DistributedDataParallel
 
 from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, SkippedSteps,
-                     apply_lr_factor, configure_cpu, ensure_fused, init_distributed,
+                     apply_lr_factor, configure_cpu, ensure_fused, gpu_amp_dtype, gpu_has_native_bf16,
+                     init_distributed,
                      load_latest_checkpoint, lr_factor, make_optimizer, prepare_run_dir, read_json,
                      resolve_device, run_logger, save_checkpoint, seed_everything, shard,
                      write_json)
@@ -34,7 +35,8 @@ from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_o
 from .memory import check_gpu_memory, estimate_step_bytes
 from .networks import AtomVAE
 from ..data.prefetch import BatchPrefetcher
-from .step import AtomStepSetup, LossSettings, atom_losses, restraint_tensors, train_step
+from .step import (AtomStepSetup, LossSettings, atom_losses, fp16_loss_scaler, restraint_tensors,
+                   train_step)
 
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS", "INVOCATION_FIELDS"]
 
@@ -96,10 +98,11 @@ def _resolve_config(cfg: AtomConfig) -> AtomConfig:
 
 
 def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    """Autocast dtype of the networks: bf16 on a GPU unless asked otherwise; fp32 on the CPU."""
-    if device.type != "cuda" or precision == "fp32":
+    """Autocast dtype of the networks: on a GPU bf16 where it is native, else fp16 (with loss
+    scaling), unless ``--precision`` says otherwise; always fp32 on the CPU."""
+    if device.type != "cuda":
         return None
-    return torch.float16 if precision == "fp16" else torch.bfloat16
+    return gpu_amp_dtype(precision, gpu_has_native_bf16(device))
 
 
 def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
@@ -123,8 +126,9 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(restraints.pairs),
                                    sum(t.numel() for t in model.parameters()))
     memory_note = check_gpu_memory(estimate, device, cfg.batch, ds.box)
+    amp = _amp_dtype(device, cfg.precision)
     setup = AtomStepSetup(model, optimizer, forward, restraints, LossSettings.from_config(cfg), scale,
-                          amp=_amp_dtype(device, cfg.precision))
+                          amp=amp, scaler=fp16_loss_scaler(device) if amp == torch.float16 else None)
     return _Parts(inputs, model, setup, device, memory_note=memory_note)
 
 
@@ -157,7 +161,9 @@ def _back_off(micro: int, local_batch: int, log, device) -> int:
 
 
 def _checkpoint(cfg, p: _Parts, run_dir, step, images_seen, noise_gen):
+    scaler = p.setup.scaler
     state = {"model": p.model.state_dict(), "optimizer": p.optimizer.state_dict(), "step": step,
+             "loss_scaler": scaler.state_dict() if scaler is not None else None,
              "images_seen": images_seen, "noise_rng": noise_gen.get_state(), "box": p.inputs.dataset.box,
              "apix": p.inputs.dataset.apix, "scale": p.scale, "engine_version": __version__}
     save_checkpoint(run_dir, state, step, keep=cfg.keep_checkpoints)
@@ -242,6 +248,8 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])
         ensure_fused(p.optimizer)
+        if p.setup.scaler is not None and state.get("loss_scaler"):
+            p.setup.scaler.load_state_dict(state["loss_scaler"])
         noise_gen.set_state(state["noise_rng"].cpu() if p.device.type == "cpu" else state["noise_rng"])
         step, images_seen = int(state["step"]), int(state["images_seen"])
         log.info("resuming at step %d (%d images seen) of %d", step, images_seen, total_steps)

@@ -15,7 +15,7 @@ import torch
 from .. import __version__
 from ..errors import InputError
 from ..io.atomic import atomic_path
-from ..train import load_latest_checkpoint
+from ..train import gpu_amp_dtype, gpu_has_native_bf16, load_latest_checkpoint
 from .config import DensityConfig
 from .network import HartleyField
 
@@ -53,15 +53,15 @@ def cpu_has_native_bf16() -> bool:
 def autocast_dtype(config: DensityConfig, device: torch.device):
     """``torch.bfloat16`` when the MLP should run in 16 bits, else None (fp32).
 
-    ``precision="auto"``: bf16 on CUDA and on CPUs with native bf16 (see
-    :func:`cpu_has_native_bf16`), fp32 otherwise.  Coordinates, Fourier features, the CTF, the
-    FFTs and the loss stay fp32 in every case.
+    ``precision="auto"``: bf16 on GPUs and CPUs with native bf16 (see
+    :func:`~cryostar_engine.train.runtime.gpu_has_native_bf16`, :func:`cpu_has_native_bf16`),
+    fp32 otherwise; ``bf16`` on a GPU without it is an error.  Coordinates, Fourier features, the
+    CTF, the FFTs and the loss stay fp32 in every case.
     """
     device = torch.device(device)
-    if config.precision == "bf16":
-        return torch.bfloat16
-    if config.precision == "auto" and (device.type == "cuda" or
-                                       (device.type == "cpu" and cpu_has_native_bf16())):
+    if device.type == "cuda":
+        return gpu_amp_dtype(config.precision, gpu_has_native_bf16(device), fp16_ok=False)
+    if config.precision == "bf16" or (config.precision == "auto" and cpu_has_native_bf16()):
         return torch.bfloat16
     return None
 

@@ -10,7 +10,8 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["resolve_device", "configure_cpu", "default_threads", "seed_everything", "autocast"]
+__all__ = ["resolve_device", "configure_cpu", "default_threads", "seed_everything", "autocast",
+           "gpu_has_native_bf16", "gpu_amp_dtype"]
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -61,3 +62,32 @@ def autocast(device, dtype=None):
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def gpu_has_native_bf16(device) -> bool:
+    """bf16 tensor cores: NVIDIA compute capability 8.0 (Ampere) and later.  Older GPUs (V100,
+    T4, GTX/RTX 20xx) emulate bf16, or refuse it under autocast."""
+    return torch.cuda.get_device_capability(torch.device(device)) >= (8, 0)
+
+
+def gpu_amp_dtype(precision: str, native_bf16: bool, fp16_ok: bool = True) -> torch.dtype | None:
+    """Autocast dtype of a stage's networks on a GPU (a pure function: tested without one).
+
+    precision : ``auto`` | ``fp32`` | ``bf16`` | ``fp16``.
+    native_bf16 : see :func:`gpu_has_native_bf16`.
+    fp16_ok : whether the caller scales its loss for fp16 (``auto`` falls back to fp16 on GPUs
+        without bf16 only then; otherwise to fp32).
+
+    Returns ``torch.bfloat16``, ``torch.float16`` or None (fp32).  Asking for ``bf16`` on a GPU
+    without it is an :class:`InputError`, raised before any training.
+    """
+    if precision == "fp32":
+        return None
+    if precision == "fp16":
+        return torch.float16
+    if precision == "bf16" and not native_bf16:
+        raise InputError("--precision bf16 needs a GPU with bf16 support (compute capability 8.0, "
+                         "Ampere, or later); use --precision auto" + (" or fp16" if fp16_ok else ""))
+    if native_bf16:
+        return torch.bfloat16
+    return torch.float16 if fp16_ok else None

@@ -160,7 +160,10 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                    help="Circular real-space mask of the image loss.", **adv)
         g.addParam("precision", params.EnumParam, choices=PRECISIONS, default=0,
                    display=params.EnumParam.DISPLAY_HLIST, label="Precision",
-                   help="auto: bf16 on GPU, fp32 on CPU.", **adv)
+                   help="Precision of the networks on a GPU. auto: bf16 on GPUs that have it "
+                        "(Ampere and later), else fp16 with dynamic loss scaling (V100, T4). "
+                        "The CPU always runs fp32; FFTs, rendering and losses are fp32 everywhere.",
+                   **adv)
         g.addParam("checkpointEvery", params.IntParam, default=200, validators=[params.Positive],
                    label="Checkpoint every (steps)",
                    help="A stopped or killed run resumes from its last checkpoint.", **adv)

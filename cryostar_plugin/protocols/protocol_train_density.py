@@ -69,7 +69,8 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
                       label="Residual layers", **adv)
         form.addParam("precision", params.EnumParam, choices=PRECISIONS, default=0,
                       display=params.EnumParam.DISPLAY_HLIST, label="Precision",
-                      help="auto: bf16 on GPU and on CPUs with native bf16, fp32 otherwise.", **adv)
+                      help="auto: bf16 on GPUs (Ampere and later) and on CPUs with native "
+                           "bf16, fp32 otherwise.", **adv)
         form.addParam("seed", params.IntParam, default=0, label="Random seed", **adv)
         form.addSection(label="Volumes")
         form.addParam("numClusters", params.IntParam, default=10, validators=[params.GE(1)],
