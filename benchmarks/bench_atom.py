@@ -23,18 +23,19 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metrics import ca_rmsd_summary, format_table, latent_figures, residue_rows  # noqa: E402
+from metrics import ca_rmsd_summary, format_table, latent_figures  # noqa: E402
+from peer_common import load_bench_data, truth_and_reference_ca  # noqa: E402
 
 from cryostar_engine.atom import AtomConfig, load_decoder, train_atom  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True, help="folder made by simulate_adk.py")
     p.add_argument("--ref", default="ref_frame048.pdb", help="reference PDB inside --data")
-    p.add_argument("--gt-ca", default=str(REPO / "data/adk_models/adk_dims_ca.npy"))
+    p.add_argument("--gt-ca", default=None,
+                   help="AdK-numbered Cα path (default: the set's gt_ca.npy, else the bundled one)")
     p.add_argument("--minutes", type=float, default=20.0, help="wall-time budget of the training")
     p.add_argument("--out", required=True)
     p.add_argument("--threads", type=int, default=None)
@@ -56,12 +57,11 @@ def main(argv=None):
     manifest = train_atom(cfg)
     wall = time.perf_counter() - t0
     z = np.load(Path(args.out) / "z.npy")
-    frame = np.load(data / "gt_frame.npy").astype(int)
+    bench = load_bench_data(data, args.gt_ca)
     decode, beads = load_decoder(args.out)
-    gt_ca = np.load(args.gt_ca)
-    rows = residue_rows(beads.res_ids)
-    rmsd = ca_rmsd_summary(decode(z), frame, gt_ca[:, rows], beads.coords_A)
-    lat = latent_figures(z, frame)
+    truth, ref_ca = truth_and_reference_ca(bench, data / args.ref, beads.chain_ids, beads.res_ids)
+    rmsd = ca_rmsd_summary(decode(z), bench.frame, truth, ref_ca)
+    lat = latent_figures(z, bench.frame)
     figures = {
         "method": "scipion-em-cryostar (cryostar_engine)", "data": str(data), "reference": args.ref,
         "wall_s": round(wall, 1), "images_seen": manifest["images_seen"],

@@ -31,7 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_GT_CA = REPO / "data" / "adk_models" / "adk_dims_ca.npy"
 
 __all__ = ["BenchData", "load_bench_data", "map_rows", "score_particle_maps", "map_table",
-           "reference_ca",
+           "reference_ca", "truth_and_reference_ca",
            "thread_env", "run_logged", "check_ok",
            "children_peak_rss_gb", "children_cpu_s", "load_average", "write_json", "REPO",
            "DEFAULT_GT_CA"]
@@ -46,7 +46,9 @@ class BenchData:
     apix: float           # Å/px of the particle images
     box: int              # px
     frame: np.ndarray     # (N,) int64, true DIMS frame of each particle, star order
-    gt_ca: np.ndarray     # (F, R, 3) float64 Å, Cα of every frame (residues 1..R in order)
+    gt_ca: np.ndarray     # (F, R, 3) float64 Å, Cα of every frame (see gt_in_model_order)
+    gt_in_model_order: bool = False   # True: gt_ca rows follow the reference PDB's residues
+                                      # (gt_ca.npy of simulate_adk.py); False: AdK residues 1..R
 
     @property
     def n(self) -> int:
@@ -66,8 +68,12 @@ class BenchData:
         return read_map(found[0]).data if found else None
 
 
-def load_bench_data(data_dir, gt_ca_path=DEFAULT_GT_CA) -> BenchData:
-    """Read ``particles.star`` (optics block) and ``gt_frame.npy`` of a simulated set."""
+def load_bench_data(data_dir, gt_ca_path=None) -> BenchData:
+    """Read ``particles.star`` (optics block) and ``gt_frame.npy`` of a simulated set.
+
+    The Cα ground truth is ``gt_ca_path`` (AdK residue numbering), else the set's own
+    ``gt_ca.npy`` (the reference PDB's residue order), else the bundled AdK path.
+    """
     root = Path(data_dir).resolve()
     star = root / "particles.star"
     optics, particles = read_star_tables(star)
@@ -76,9 +82,32 @@ def load_bench_data(data_dir, gt_ca_path=DEFAULT_GT_CA) -> BenchData:
     frame = np.load(root / "gt_frame.npy").astype(np.int64)
     if len(frame) != len(particles):
         raise SystemExit(f"{root}: gt_frame.npy has {len(frame)} rows, the star {len(particles)}")
+    in_model_order = gt_ca_path is None and (root / "gt_ca.npy").exists()
+    gt_path = root / "gt_ca.npy" if in_model_order else (gt_ca_path or DEFAULT_GT_CA)
     return BenchData(root=root, star=star, apix=float(optics["rlnImagePixelSize"].iloc[0]),
                      box=int(optics["rlnImageSize"].iloc[0]), frame=frame,
-                     gt_ca=np.load(gt_ca_path).astype(np.float64))
+                     gt_ca=np.load(gt_path).astype(np.float64), gt_in_model_order=in_model_order)
+
+
+def truth_and_reference_ca(data: BenchData, ref_pdb, chain_ids, res_ids) -> tuple[np.ndarray, np.ndarray]:
+    """Ground truth and reference Cα for the beads ``(chain_ids[i], res_ids[i])`` of a method.
+
+    Returns ``(gt (F, M, 3), ref (M, 3))`` Å, row i matching bead i.  With ``gt_ca.npy`` in the
+    reference's residue order, beads are matched on (chain, residue number), so a complex whose
+    chains share residue numbers is scored correctly; otherwise on the AdK residue number.
+    """
+    res_ids = np.asarray(res_ids, np.int64)
+    if not data.gt_in_model_order:
+        return data.gt_ca[:, bm.residue_rows(res_ids)], reference_ca(ref_pdb, res_ids)
+    beads = read_beads(ref_pdb)
+    where = {(str(c), int(r)): i for i, (c, r) in enumerate(zip(beads.chain_ids, beads.res_ids))}
+    keys = [(str(c), int(r)) for c, r in zip(chain_ids, res_ids)]
+    missing = [k for k in keys if k not in where]
+    if missing or len(beads) != data.gt_ca.shape[1]:
+        raise SystemExit(f"{ref_pdb}: beads {missing[:5]} not in the reference, or its "
+                         f"{len(beads)} beads do not match gt_ca.npy's {data.gt_ca.shape[1]} rows")
+    rows = np.array([where[k] for k in keys])
+    return data.gt_ca[:, rows], beads.coords_A[rows]
 
 
 def map_rows(n_total: int, max_particles: int | None, n_maps: int, seed: int):

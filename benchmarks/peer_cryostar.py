@@ -38,9 +38,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import metrics as bm  # noqa: E402
-from peer_common import (DEFAULT_GT_CA, check_ok, children_cpu_s,  # noqa: E402
-                         children_peak_rss_gb, load_average, load_bench_data, reference_ca,
-                         run_logged, thread_env, write_json)
+from peer_common import (check_ok, children_cpu_s,  # noqa: E402
+                         children_peak_rss_gb, load_average, load_bench_data,
+                         run_logged, thread_env, truth_and_reference_ca, write_json)
 
 CONFIG_TEMPLATE = '''# written by benchmarks/peer_cryostar.py
 _base_ = {base!r}
@@ -66,7 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--ref", type=Path, default=None,
                    help="reference model (default: DATA/ref_frame048.pdb)")
-    p.add_argument("--gt-ca", type=Path, default=DEFAULT_GT_CA)
+    p.add_argument("--gt-ca", type=Path, default=None,
+                   help="AdK-numbered Cα path (default: the set's gt_ca.npy, else the bundled one)")
     p.add_argument("--decode-script", type=Path, default=None,
                    help="helper decoding every z (default: PEER_SRC/../cryostar_decode.py)")
     p.add_argument("--threads", type=int, default=2)
@@ -127,10 +128,8 @@ def log_timings(log_file: Path) -> dict:
 def score(data, decoded: Path, z: np.ndarray, ref: Path) -> dict:
     lat = bm.latent_figures(z, data.frame)
     dec = np.load(decoded)
-    res_ids = dec["res_id"].astype(np.int64)
-    rows = bm.residue_rows(res_ids)
-    ca = bm.ca_rmsd_summary(dec["coords"], data.frame, data.gt_ca[:, rows],
-                            reference_ca(ref, res_ids))
+    truth, ref_ca = truth_and_reference_ca(data, ref, dec["chain_id"], dec["res_id"])
+    ca = bm.ca_rmsd_summary(dec["coords"], data.frame, truth, ref_ca)
     return {"abs_spearman_best_pc": lat.rho, "best_pc": lat.best_pc, "knn_r2": lat.knn_r2,
             "ca_rmsd_A": ca["rmsd"], "reference_ca_rmsd_A": ca["ref_rmsd"],
             "rmsd_ratio": ca["ratio"], "n_beads": ca["n_residues"]}

@@ -14,7 +14,8 @@ Example usage (in its own environment, not the project's; torch is not needed)::
         --consensus-frame 48 --ref-pdbs 0 48 --out /work/benchdata/adk64
 
 Outputs in --out: particles.mrcs, particles.star, gt_frame.npy (int16 DIMS frame per particle,
-star order), settings.json, README.md; with options gt_volumes.npy (98, D, D, D) plus
+star order), gt_ca.npy ((98, R, 3) float32 Cα of every frame in Å, in the PDB's residue order),
+settings.json, README.md; with options gt_volumes.npy (98, D, D, D) plus
 gt_volumes/frame_XXX.mrc, consensus_frameXXX.mrc, ref_frameXXX.pdb. The same arguments give
 byte-identical particles, star and volumes (all randomness comes from numpy's ``--seed``
 generator, drawn in star order; the batch size does not change the result).
@@ -23,6 +24,8 @@ Structures: the 98-frame DIMS closed->open transition ``adk.psf`` + ``adk_dims.d
 PyPI package ``MDAnalysisTests``. Heavy atoms only, every frame shifted by minus the
 frame-0 centre of geometry (of the heavy atoms) -- the frame of reference of
 ``data/adk_models/*.pdb``. The PDB origin projects to pixel (D//2, D//2) before the shift.
+With ``--structure PDB``, the second system instead: one chain of a crystal structure twisting
+rigidly against the rest (``rigid_motion.py``; same 98 frames, frame 48 = the crystal).
 
 Conventions written to the star file (RELION 3.1):
 
@@ -93,6 +96,12 @@ class Atoms:
     resids: np.ndarray
     elements: np.ndarray
     atomic_numbers: np.ndarray
+    chains: np.ndarray
+    title: str
+
+    def ca_frames(self) -> np.ndarray:
+        """(F, R, 3) Å: the Cα of every frame, in file order (the order of the PDB's beads)."""
+        return self.coords[:, self.names == "CA"].astype(np.float32)
 
 
 @dataclass(frozen=True)
@@ -140,17 +149,36 @@ def load_dims_atoms() -> Atoms:
     elements = np.array([nm[0] for nm in names])
     resnames = np.array(["HIS" if r in ("HSD", "HSE", "HSP") else r for r in heavy.resnames])
     return Atoms(coords, names, resnames, np.asarray(heavy.resids), elements,
-                 np.array([ELEMENT_Z[e] for e in elements]))
+                 np.array([ELEMENT_Z[e] for e in elements]), np.full(len(names), "A"),
+                 "ADENYLATE KINASE DIMS TRANSITION FRAME {frame} OF 98 (0=CLOSED,97=OPEN)")
+
+
+def load_twist_atoms(pdb: Path, moving_chain: str, twist_deg: float) -> Atoms:
+    """The second system (``rigid_motion.py``): ``moving_chain`` of ``pdb`` twisting rigidly."""
+    from rigid_motion import closest_contact_A, load_protein_heavy_atoms, twist_frames
+
+    coords, names, resnames, resids, chains, elements = load_protein_heavy_atoms(pdb)
+    moving = chains == moving_chain
+    if not moving.any() or moving.all():
+        raise SystemExit(f"--moving-chain {moving_chain!r}: need a chain of {pdb} that is not its only one")
+    frames = twist_frames(coords, moving, twist_deg)
+    contact = closest_contact_A(frames[::8], moving)
+    print(f"closest contact between chain {moving_chain} and the rest: {contact.min():.2f} Å")
+    return Atoms(frames, names, resnames, resids, elements,
+                 np.array([ELEMENT_Z[e] for e in elements]), chains,
+                 f"{pdb.name.split('.')[0].upper()} CHAIN {moving_chain} TWISTED, FRAME {{frame}} OF 98 "
+                 f"({twist_deg:g} DEG END TO END, 48 = CRYSTAL)")
 
 
 def write_pdb(path: Path, atoms: Atoms, frame: int) -> None:
-    """Write one frame as a PDB file (chain A, segid 4AKE, elements set)."""
-    lines = [f"TITLE     ADENYLATE KINASE DIMS TRANSITION FRAME {frame} OF {N_FRAMES} (0=CLOSED,97=OPEN)"]
-    for i, (name, res, rid, el, xyz) in enumerate(zip(
-            atoms.names, atoms.resnames, atoms.resids, atoms.elements, atoms.coords[frame]), 1):
+    """Write one frame as a PDB file (chain ids kept, elements set)."""
+    lines = [f"TITLE     {atoms.title.format(frame=frame)}"]
+    for i, (name, res, rid, chain, el, xyz) in enumerate(zip(
+            atoms.names, atoms.resnames, atoms.resids, atoms.chains, atoms.elements,
+            atoms.coords[frame]), 1):
         nm = f" {name:<3s}" if len(name) < 4 else name
-        lines.append(f"ATOM  {i:5d} {nm:4s} {res:3s} A{rid:4d}    {xyz[0]:8.3f}{xyz[1]:8.3f}"
-                     f"{xyz[2]:8.3f}{1.0:6.2f}{0.0:6.2f}      4AKE{el:>2s}")
+        lines.append(f"ATOM  {i:5d} {nm:4s} {res:3s} {chain}{rid:4d}    {xyz[0]:8.3f}{xyz[1]:8.3f}"
+                     f"{xyz[2]:8.3f}{1.0:6.2f}{0.0:6.2f}          {el:>2s}")
     lines.append("END")
     path.write_text("\n".join(lines) + "\n")
 
@@ -306,7 +334,7 @@ def write_star(path: Path, cfg: SimConfig, parts: Particles, stack_name: str) ->
     os.replace(tmp, path)
 
 
-def write_readme(out: Path, cfg: SimConfig, argv: list[str], timings: dict) -> None:
+def write_readme(out: Path, cfg: SimConfig, argv: list[str], timings: dict, title: str) -> None:
     """settings.json (config, command, versions, timings) and a short README.md."""
     import cryojax
 
@@ -316,7 +344,7 @@ def write_readme(out: Path, cfg: SimConfig, argv: list[str], timings: dict) -> N
                 "cryojax_version": cryojax.__version__, "timings_s": timings}
     (out / "settings.json").write_text(json.dumps(settings, indent=1) + "\n")
     (out / "README.md").write_text(
-        "Simulated AdK particles (benchmarks/simulate_adk.py; conventions in its docstring).\n\n"
+        f"Simulated particles: {title}\n(benchmarks/simulate_adk.py; conventions in its docstring).\n\n"
         f"Command: `{settings['command']}`\n\ncryojax {cryojax.__version__}. "
         "Files: particles.mrcs/.star (RELION 3.1, white particles), gt_frame.npy (int16 DIMS "
         "frame per particle, star order), settings.json; optional gt_volumes.npy "
@@ -348,6 +376,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                    help="also write consensus_frameXXX.mrc (noiseless volume of that frame)")
     p.add_argument("--ref-pdbs", type=int, nargs="*", default=[],
                    help="also write ref_frameXXX.pdb for these frames")
+    p.add_argument("--structure", type=Path, default=None,
+                   help="instead of AdK's DIMS path: this PDB with --moving-chain twisting rigidly "
+                        "(benchmarks/rigid_motion.py)")
+    p.add_argument("--moving-chain", default="B", help="with --structure: the chain that turns")
+    p.add_argument("--twist", type=float, default=30.0,
+                   help="with --structure: degrees the chain turns from frame 0 to frame 97")
     return p.parse_args(argv)
 
 
@@ -375,7 +409,8 @@ def main(argv: list[str]) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    atoms = load_dims_atoms()
+    atoms = (load_twist_atoms(args.structure, args.moving_chain, args.twist)
+             if args.structure else load_dims_atoms())
     rng = np.random.default_rng(cfg.seed)
     parts = draw_particles(cfg, rng)
     clean = simulate_clean(cfg, atoms, parts)
@@ -384,6 +419,7 @@ def main(argv: list[str]) -> None:
     write_mrc(out / "particles.mrcs", images, cfg.apix, None)
     write_star(out / "particles.star", cfg, parts, "particles.mrcs")
     np.save(out / "gt_frame.npy", parts.frame)
+    np.save(out / "gt_ca.npy", atoms.ca_frames())
     for f in args.ref_pdbs:
         write_pdb(out / f"ref_frame{f:03d}.pdb", atoms, f)
     if args.consensus_frame is not None:
@@ -395,7 +431,8 @@ def main(argv: list[str]) -> None:
         write_volumes(out, cfg, atoms)
     timings = {"particles": round(t_sim, 1), "volumes": round(time.perf_counter() - t1, 1),
                "total": round(time.perf_counter() - t0, 1)}
-    write_readme(out, cfg, ["benchmarks/simulate_adk.py"] + argv, timings)
+    write_readme(out, cfg, ["benchmarks/simulate_adk.py"] + argv, timings,
+                 atoms.title.format(frame="F"))
     print(f"wrote {cfg.n} particles to {out} in {timings['total']} s ({timings})")
 
 

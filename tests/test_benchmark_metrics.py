@@ -89,3 +89,46 @@ def test_mean_map_correlation_detects_flip():
 def test_pick_particles_reproducible():
     a, b = bm.pick_particles(3000, 100, 0), bm.pick_particles(3000, 100, 0)
     assert np.array_equal(a, b) and len(np.unique(a)) == 100 and a.max() < 3000
+
+
+def test_second_system_twists_one_chain_rigidly():
+    """benchmarks/rigid_motion.py: the fixed chain stays put, the moving one turns as a rigid
+    body by twist × (f − 48)/97 about the line joining the chains' centres; frame 48 = input."""
+    from benchmarks.rigid_motion import twist_angles_deg, twist_frames
+    rng = np.random.default_rng(0)
+    coords = np.concatenate([rng.normal(0, 8, (60, 3)), rng.normal(0, 8, (50, 3)) + [30, 0, 0]])
+    moving = np.arange(110) >= 60
+    frames = twist_frames(coords, moving, twist_deg=30.0)
+    centred = coords - coords.mean(0)
+    assert frames.shape == (98, 110, 3)
+    np.testing.assert_allclose(frames[48], centred, atol=1e-3)
+    np.testing.assert_allclose(frames[:, ~moving], np.broadcast_to(centred[~moving], (98, 60, 3)), atol=1e-3)
+    d = lambda x: np.linalg.norm(x[:, None] - x[None], axis=-1)            # noqa: E731
+    np.testing.assert_allclose(d(frames[0, moving]), d(centred[moving]), atol=5e-3)   # rigid
+    axis = centred[moving].mean(0) - centred[~moving].mean(0)
+    axis /= np.linalg.norm(axis)
+    a, b = centred[moving] - centred[moving].mean(0), frames[97, moving] - centred[moving].mean(0)
+    perp = lambda v: v - np.outer(v @ axis, axis)                           # noqa: E731
+    cos = np.sum(perp(a) * perp(b), 1) / (np.linalg.norm(perp(a), axis=1) * np.linalg.norm(perp(b), axis=1))
+    angle = np.degrees(np.arccos(np.clip(np.median(cos), -1, 1)))
+    assert angle == pytest.approx(twist_angles_deg(30.0)[97], abs=0.05) and angle == pytest.approx(30 * 49 / 97, abs=0.05)
+    np.testing.assert_allclose(a @ axis, b @ axis, atol=1e-3)                 # a twist, no tilt
+
+
+def test_two_chain_scores_match_beads_on_chain_and_residue(tmp_path):
+    """With gt_ca.npy in the reference's order, beads of chains that share residue numbers are
+    matched on (chain, residue number), whatever order a method lists them in."""
+    from benchmarks.peer_common import BenchData, truth_and_reference_ca
+    lines = []
+    for i, (chain, res, x) in enumerate([("A", 5, 0.0), ("A", 6, 3.8), ("B", 5, 20.0), ("B", 6, 23.8)], 1):
+        lines.append(f"ATOM  {i:5d}  CA  ALA {chain}{res:4d}    {x:8.3f}{0.0:8.3f}{0.0:8.3f}  1.00  0.00           C")
+    ref = tmp_path / "ref.pdb"
+    ref.write_text("\n".join(lines) + "\nEND\n")
+    gt = np.arange(2 * 4 * 3, dtype=float).reshape(2, 4, 3)                # 2 frames, model order
+    data = BenchData(root=tmp_path, star=tmp_path / "p.star", apix=1.0, box=8, frame=np.zeros(3, int),
+                     gt_ca=gt, gt_in_model_order=True)
+    truth, ref_ca = truth_and_reference_ca(data, ref, ["B", "A", "B"], [6, 5, 5])
+    np.testing.assert_array_equal(truth, gt[:, [3, 0, 2]])
+    np.testing.assert_allclose(ref_ca[:, 0], [23.8, 0.0, 20.0])
+    with pytest.raises(SystemExit, match="not in the reference"):
+        truth_and_reference_ca(data, ref, ["C"], [5])
