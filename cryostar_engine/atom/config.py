@@ -10,16 +10,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from ..errors import InputError
 
-__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file"]
+__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "default_epochs"]
 
 SCHEMA_VERSION = 1
 COMPILE_MODES = ("auto", "on", "off")
 BEAD_CENTRES = ("residue", "backbone")
+DECODER_INITS = ("fit", "zero")
+
+
+DEFAULT_EPOCHS = 20.0
+MIN_TRAIN_IMAGES = 300_000
+
+
+def default_epochs(n_particles: int) -> float:
+    """Training length when ``--epochs`` is not given: 20 passes, or more on a set of fewer than
+    15,000 particles, so that the networks see at least :data:`MIN_TRAIN_IMAGES` images (the
+    latent starts to carry the motion after a few hundred to a few thousand steps)."""
+    return max(DEFAULT_EPOCHS, float(math.ceil(MIN_TRAIN_IMAGES / max(n_particles, 1))))
 
 
 def _f(default, help_text, **kw):
@@ -38,7 +51,9 @@ class AtomConfig:
     # essentials
     box: int | None = _f(None, "working box in px (Fourier-cropped); default: the smallest box "
                                "that keeps every frequency up to the low-pass (×1.25)")
-    epochs: float = _f(20.0, "training length in passes over the particles")
+    epochs: float | None = _f(None, "training length in passes over the particles; default: 20, "
+                                    "or on smaller sets as many as it takes to show the networks "
+                                    "300,000 images (the latent needs a few thousand steps)")
     batch: int = _f(64, "images per optimisation step (global batch)")
     zdim: int = _f(8, "latent dimension")
     low_pass_A: float = _f(10.0, "low-pass of the image loss in Å (FSC(model, map) = 0.5 is a good choice)")
@@ -56,6 +71,10 @@ class AtomConfig:
     # networks
     encoder_hidden: tuple = _f((512, 256, 128, 64, 32), "encoder hidden widths")
     decoder_hidden: tuple = _f((32, 64, 128, 256, 512), "decoder hidden widths")
+    decoder_init: str = _f("fit", "start of the decoder: fit (train the whole VAE to decode every "
+                                  "particle to the reference before the main fit, as the original) "
+                                  "or zero (output layer at zero: no gradient reaches the encoder "
+                                  "at first, so the latent starts late)")
     # forward model
     bead_sigma_A: float = _f(2.0, "Gaussian width of each bead in Å")
     bead_centre: str = _f("residue", "where each bead is rendered: residue (the electron-weighted centre of "

@@ -13,7 +13,7 @@ from ..io.mrc import read_map
 from ..io.relion import ParticleMetadata, read_particles
 from ..reference import Reference, load_reference
 from ..train.schedule import SCHEDULES
-from .config import BEAD_CENTRES, COMPILE_MODES, AtomConfig
+from .config import BEAD_CENTRES, COMPILE_MODES, DECODER_INITS, AtomConfig
 from .graph import RestraintGraph, build_graph
 
 __all__ = ["AtomInputs", "load_atom_inputs", "default_box", "signal_overlap", "check_signal_overlap"]
@@ -48,6 +48,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
         raise InputError(f"--lr-schedule {cfg.lr_schedule!r}: choose one of {', '.join(SCHEDULES)}")
     if cfg.bead_centre not in BEAD_CENTRES:
         raise InputError(f"--bead-centre {cfg.bead_centre!r}: choose one of {', '.join(BEAD_CENTRES)}")
+    if cfg.decoder_init not in DECODER_INITS:
+        raise InputError(f"--decoder-init {cfg.decoder_init!r}: choose one of {', '.join(DECODER_INITS)}")
     if cfg.compile not in COMPILE_MODES:
         raise InputError(f"--compile {cfg.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
     if not 0.0 <= cfg.lr_final_fraction <= 1.0:
@@ -65,6 +67,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     if cfg.low_pass_A < 2 * apix:
         raise InputError(f"--low-pass {cfg.low_pass_A:g} Å is beyond Nyquist ({2 * apix:.2f} Å) at "
                          f"box {box}; raise --low-pass or --box")
+    if cfg.epochs is not None and not cfg.epochs > 0:
+        raise InputError(f"--epochs must be positive, got {cfg.epochs:g}")
     if cfg.batch < 2:
         raise InputError("--batch must be at least 2 (the elastic-network relaxation needs a batch)")
     dataset = ParticleDataset(meta, box=box, invert=cfg.invert_contrast,

@@ -34,27 +34,30 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """``(B, zdim)`` latents → ``(B, N, 3)`` displacements in Å."""
 
-    def __init__(self, zdim: int, hidden, n_beads: int):
+    def __init__(self, zdim: int, hidden, n_beads: int, zero_output: bool = True):
         super().__init__()
         self.n_beads = n_beads
         self.body = _mlp([zdim, *hidden, 3 * n_beads], final_activation=False)
-        # Zero-displacement initialisation: the output layer starts at exactly zero, so every
-        # latent decodes to the reference model until the images move it.
-        nn.init.zeros_(self.body[-1].weight)
-        nn.init.zeros_(self.body[-1].bias)
+        if zero_output:
+            # every latent decodes exactly to the reference, but no gradient reaches the encoder
+            # until this layer has grown (see reference_init.py for the trainer's default)
+            nn.init.zeros_(self.body[-1].weight)
+            nn.init.zeros_(self.body[-1].bias)
 
     def forward(self, z):
         return self.body(z).view(z.shape[0], self.n_beads, 3)
 
 
 class AtomVAE(nn.Module):
-    """Encoder + decoder + the fixed reference coordinates ``(N, 3)`` (a buffer, Å)."""
+    """Encoder + decoder + the fixed reference coordinates ``(N, 3)`` (a buffer, Å).
+    ``zero_output``: start the decoder's output layer at zero (else PyTorch's default init)."""
 
     def __init__(self, box: int, n_beads: int, zdim: int, encoder_hidden, decoder_hidden,
-                 reference_A: torch.Tensor):
+                 reference_A: torch.Tensor, zero_output: bool = True):
         super().__init__()
+        self.zdim = zdim
         self.encoder = Encoder(box * box, list(encoder_hidden), zdim)
-        self.decoder = Decoder(zdim, list(decoder_hidden), n_beads)
+        self.decoder = Decoder(zdim, list(decoder_hidden), n_beads, zero_output)
         self.register_buffer("reference_A", reference_A.clone().float())
 
     def forward(self, images: torch.Tensor, eps: torch.Tensor):

@@ -23,17 +23,18 @@ from torch.nn.parallel import DistributedDataParallel
 
 from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, SkippedSteps,
                      apply_lr_factor, configure_cpu, ensure_fused, gpu_amp_dtype, gpu_has_native_bf16,
-                     init_distributed,
+                     init_distributed, list_checkpoints,
                      load_latest_checkpoint, lr_factor, make_optimizer, prepare_run_dir, read_json,
                      resolve_device, run_logger, save_checkpoint, seed_everything, shard,
                      write_json)
 from .centres import residue_centres
-from .config import AtomConfig
+from .config import AtomConfig, default_epochs
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
 from .memory import check_gpu_memory, estimate_step_bytes
 from .networks import AtomVAE
+from .reference_init import fit_reference
 from ..data.prefetch import BatchPrefetcher
 from .step import (AtomStepSetup, LossSettings, atom_losses, fp16_loss_scaler, restraint_tensors,
                    train_step)
@@ -116,7 +117,8 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
     if not cfg.skip_signal_check:
         check_signal_overlap(overlap)
-    model = AtomVAE(ds.box, len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden, reference).to(device)
+    model = AtomVAE(ds.box, len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden, reference,
+                    zero_output=cfg.decoder_init == "zero").to(device)
     optimizer = make_optimizer(model, cfg.lr, cfg.weight_decay)
     restraints = restraint_tensors(inputs.graph, device)
     rows = np.linspace(0, len(ds) - 1, min(len(ds), 512)).astype(int)
@@ -225,8 +227,13 @@ def train_atom(cfg: AtomConfig) -> dict:
             configure_cpu(cfg.threads)
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
+        if cfg.epochs is None:
+            cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         p.ctx = ctx
         run_dir, log = _open_run(cfg, p, ctx)
+        if cfg.decoder_init == "fit" and not list_checkpoints(run_dir):
+            # before DDP wraps the model: its construction gives every rank rank 0's weights
+            fit_reference(p.model, p.forward, p.inputs.dataset, p.scale, cfg.batch, cfg.seed, device, log=log)
         if _use_compile(cfg, device, len(p.inputs.dataset), ctx.enabled):
             p.setup.losses_fn = CompiledOrEager(atom_losses, log)
             log.info("torch.compile: on (the first steps include the compilation)")

@@ -88,10 +88,13 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                        condition=f"doDownsample and {NEW_RUN}", label="Training box (px)",
                        help="Box the particles are cropped to. Even, and not larger than the "
                             "particle box.")
-        group.addParam("numEpochs", params.FloatParam, default=20.0,
-                       validators=[params.Positive], label="Epochs",
+        group.addParam("numEpochs", params.FloatParam, default=None, allowsNull=True,
+                       label="Epochs",
                        help="Training length in passes over all particles (fractions allowed). "
-                            "When continuing a run, the new total (not the extra epochs).")
+                            "Empty: 20, or on sets of fewer than 15,000 particles as many as it "
+                            "takes to show the networks 300,000 images (the latent needs a few "
+                            "thousand steps). When continuing a run, the new total (not the "
+                            "extra epochs); empty keeps the previous run's.")
         group.addParam("zDim", params.IntParam, default=8, validators=[params.Positive],
                        condition=NEW_RUN, label="Latent dimension",
                        help="Size of the latent vector z of each particle.")
@@ -263,12 +266,14 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         src = self._source()
         args = self._inputArgs() + [
             "--out", self._enginePath("runDir"), "--box", src._getTrainBox(),
-            "--epochs", self.numEpochs.get(), "--zdim", src.zDim.get(),
+            "--zdim", src.zDim.get(),
             "--low-pass", src.lowPass.get(), "--device", self._getDevice(),
             "--threads", self.numberOfThreads.get(),
             "--precision", PRECISIONS[src.precision.get()],
             "--lr-schedule", LR_SCHEDULES[src.lrSchedule.get()],
             "--bead-centre", BEAD_CENTRES[src.beadCentre.get()]]
+        if self.numEpochs.get() is not None:
+            args += ["--epochs", self.numEpochs.get()]
         for name, flag in TRAIN_FLAGS.items():
             args += [flag, getattr(src, name).get()]
         if src.doInvert:
@@ -362,6 +367,9 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
 
     # --------------------------- INFO functions -----------------------------------------------
     def _validate(self):
+        epochs = self.numEpochs.get()
+        if epochs is not None and epochs <= 0:
+            return [f"Epochs ({epochs:g}) must be positive, or empty for the default."]
         if self.doContinue:
             return self._validateContinue()
         errors = self._validateInputs() + self._validateGpuBatch(self.batchSize.get())
@@ -390,9 +398,10 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         if not os.path.isfile(prev._enginePath("runMarker")):
             errors.append("The previous run has no training folder to resume (did it start "
                           "training?).")
-        if self.numEpochs.get() < prev.numEpochs.get():
+        before = prev.trainedEpochs()
+        if self.numEpochs.get() is not None and before and self.numEpochs.get() < before:
             errors.append(f"Epochs ({self.numEpochs.get():g}) must be at least the previous "
-                          f"run's ({prev.numEpochs.get():g}): it is the new total.")
+                          f"run's ({before:g}): it is the new total.")
         return errors
 
     def _warnings(self):
@@ -409,6 +418,14 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                                 "particle box already, and the ChimeraX scripts show no map.")
         return warnings
 
+    def trainedEpochs(self):
+        """Epochs the engine has trained so far (images seen / particles, from its manifest), or
+        None before its first evaluation."""
+        man = self._readRunManifest() or {}
+        if not man.get("particles"):
+            return None
+        return round(man["images_seen"] / man["particles"], 2)
+
     def _summary(self):
         if not self.isFinished():
             return ["Not finished yet."]
@@ -418,7 +435,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         src = self._source()
         man = self._readRunManifest() or {}
         lines = [f"{out.getSize()} particles with a {man.get('zdim', src.zDim.get())}-D latent "
-                 f"vector z after {self.numEpochs.get():g} epochs "
+                 f"vector z after {self.trainedEpochs() or 0:g} epochs "
                  f"({man.get('step', '?')} steps) at {man.get('box_px', '?')} px, "
                  f"{man.get('apix_A', 0):.2f} Å/px, low-pass {src.lowPass.get():g} Å."]
         centres = getattr(self, CENTRES, None)
@@ -440,7 +457,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                 f"to {man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px), and the "
                 f"reference model coarse-grained to {man.get('beads', '?')} beads, trained a "
                 f"{man.get('zdim', src.zDim.get())}-dimensional latent space for "
-                f"{self.numEpochs.get():g} epochs with an image low-pass of "
+                f"{self.trainedEpochs() or 0:g} epochs with an image low-pass of "
                 f"{src.lowPass.get():g} Å and bond, elastic-network (tolerance "
                 f"{src.enTolerance.get():g} Å) and clash restraints, each bead rendered at "
                 + ("its residue's electron-weighted centre. " if BEAD_CENTRES[src.beadCentre.get()] == "residue"

@@ -42,6 +42,7 @@ class TestCryoStarTrainAtom(SharedChainTest):
         full = self._new(doDownsample=False)._getTrainArgs()
         self.assertEqual(full[full.index("--box") + 1], "48")   # never the engine's default
         self.assertNotIn("--invert-contrast", args)
+        self.assertNotIn("--epochs", self._new()._getTrainArgs())   # empty: the engine's default
         self.assertIn("--invert-contrast", self._new(doInvert=True)._getTrainArgs())
         self.assertEqual(flags["--threads"], "4")
         self.assertEqual(flags["--lr-schedule"], "cosine")

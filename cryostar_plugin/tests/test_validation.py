@@ -123,6 +123,10 @@ class TestCryoStarValidation(SharedChainTest):
         prot = self.newProtocol(ProtCryoStarTrainAtom, doContinue=True, continueRun=self.train,
                                 numEpochs=5)
         self.assertEqual(prot.validate(), [])
+        prot.numEpochs.set(None)                      # empty: the previous run's length
+        self.assertEqual(prot.validate(), [])
+        prot.numEpochs.set(0)
+        self._errors(prot, "must be positive")
         self.assertEqual(prot.getInputParticles().getObjId(), self.parts.getObjId())
         self._errors(self.newProtocol(ProtCryoStarTrainAtom, doContinue=True),
                      "Choose the previous training run")
