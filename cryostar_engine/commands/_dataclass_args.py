@@ -30,7 +30,9 @@ def add_dataclass_args(parser: argparse.ArgumentParser, cls, essential, renames=
         flag = "--" + renames.get(f.name, f.name.replace("_A", "").replace("_", "-"))
         kind = _type_of(f)
         default = f.default if f.default is not MISSING else None
-        help_text = f"{f.metadata.get('help', '')} (default: {default})"
+        help_text = f.metadata.get("help", "")
+        if "default:" not in help_text:          # a help that explains its own default keeps it
+            help_text += f" (default: {default})"
         if kind is bool:
             group.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
         elif kind is tuple:
