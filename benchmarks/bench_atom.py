@@ -42,7 +42,8 @@ def main(argv=None):
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch", type=int, default=64)
     p.add_argument("--low-pass", type=float, default=6.0)
-    p.add_argument("--epochs", type=float, default=10_000, help="upper bound; the budget decides")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="training length (default: the engine's; --minutes still stops it)")
     p.add_argument("--extra", default="{}", help="JSON dict of further AtomConfig fields")
     args = p.parse_args(argv)
     data = Path(args.data)
