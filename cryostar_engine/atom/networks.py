@@ -63,9 +63,14 @@ class AtomVAE(nn.Module):
     def forward(self, images: torch.Tensor, eps: torch.Tensor):
         """One VAE pass: ``(B, D*D)`` encoder inputs and ``(B, zdim)`` standard-normal noise →
         ``(mu, logvar, coords)`` with coords ``(B, N, 3)`` Å decoded from ``z = mu + eps·σ``."""
-        mu, logvar = self.encoder(images)
-        z = mu + eps * torch.exp(0.5 * logvar)
+        mu, logvar, z = self.sample(images, eps)
         return mu, logvar, self.structures(z)
+
+    def sample(self, images: torch.Tensor, eps: torch.Tensor):
+        """``(mu, logvar, z)``, each ``(B, zdim)``: the posterior of ``(B, D*D)`` encoder inputs
+        and its reparameterised sample ``z = mu + eps·σ`` for ``(B, zdim)`` noise ``eps``."""
+        mu, logvar = self.encoder(images)
+        return mu, logvar, mu + eps * torch.exp(0.5 * logvar)
 
     def structures(self, z: torch.Tensor) -> torch.Tensor:
         """``(B, zdim)`` → ``(B, N, 3)`` bead coordinates in Å (reference + displacement)."""

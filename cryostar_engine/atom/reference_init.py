@@ -63,9 +63,8 @@ def fit_reference(model: AtomVAE, forward: AtomForwardModel, dataset: ParticleDa
     while step < max_steps:
         b = dataset.batch(order[step * batch:(step + 1) * batch], device)
         eps = torch.randn((len(b.rows), model.zdim), generator=noise, device=device)
-        mu, logvar = model.encoder(encoder_input(forward, b, scale))
-        z = mu + eps * torch.exp(0.5 * logvar)
-        loss = model.decoder(z).pow(2).mean()
+        _, _, z = model.sample(encoder_input(forward, b, scale), eps)
+        loss = model.decoder(z).pow(2).mean()          # mean squared displacement, Å²
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
