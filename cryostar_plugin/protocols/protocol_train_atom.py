@@ -418,10 +418,10 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                                 "particle box already, and the ChimeraX scripts show no map.")
         return warnings
 
-    def trainedEpochs(self):
-        """Epochs the engine has trained so far (images seen / particles, from its manifest), or
-        None before its first evaluation."""
-        man = self._readRunManifest() or {}
+    def trainedEpochs(self, manifest=None):
+        """Epochs the engine has trained so far (images seen / particles, from its run manifest,
+        read here unless given), or None before its first evaluation."""
+        man = manifest if manifest is not None else (self._readRunManifest() or {})
         if not man.get("particles"):
             return None
         return round(man["images_seen"] / man["particles"], 2)
@@ -435,7 +435,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         src = self._source()
         man = self._readRunManifest() or {}
         lines = [f"{out.getSize()} particles with a {man.get('zdim', src.zDim.get())}-D latent "
-                 f"vector z after {self.trainedEpochs() or 0:g} epochs "
+                 f"vector z after {self.trainedEpochs(man) or 0:g} epochs "
                  f"({man.get('step', '?')} steps) at {man.get('box_px', '?')} px, "
                  f"{man.get('apix_A', 0):.2f} Å/px, low-pass {src.lowPass.get():g} Å."]
         centres = getattr(self, CENTRES, None)
@@ -457,7 +457,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                 f"to {man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px), and the "
                 f"reference model coarse-grained to {man.get('beads', '?')} beads, trained a "
                 f"{man.get('zdim', src.zDim.get())}-dimensional latent space for "
-                f"{self.trainedEpochs() or 0:g} epochs with an image low-pass of "
+                f"{self.trainedEpochs(man) or 0:g} epochs with an image low-pass of "
                 f"{src.lowPass.get():g} Å and bond, elastic-network (tolerance "
                 f"{src.enTolerance.get():g} Å) and clash restraints, each bead rendered at "
                 + ("its residue's electron-weighted centre. " if BEAD_CENTRES[src.beadCentre.get()] == "residue"
