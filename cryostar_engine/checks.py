@@ -19,17 +19,15 @@ import torch
 from .data.particles import ParticleDataset
 from .io.mrc import MapData, read_map, write_mrc
 from .io.relion import ParticleMetadata, read_particles
-from .metrics import correlation, fsc, resolution_at
+from .metrics import correlation
 from .physics.fourier import fourier_crop_volume, gaussian_lowpass_volume
-from .physics.render import bead_density
 from .recon.backproject import Backprojector
 from .reference import Reference, load_reference
 from .train.rundir import write_json
 from .io.atomic import write_text_atomic
+from .lowpass import BEAD_SIGMA_A, model_density, suggest_low_pass  # noqa: F401 (re-exported)
 
 __all__ = ["CheckConfig", "check_inputs", "format_report"]
-
-BEAD_SIGMA_A = 2.0
 
 
 @dataclass(frozen=True)
@@ -43,14 +41,6 @@ class CheckConfig:
     max_particles: int = 5000     # back-projection subset
     max_box: int = 128            # check box (Fourier-cropped)
     seed: int = 0
-
-
-def model_density(beads, box: int, apix: float) -> torch.Tensor:
-    """``(box, box, box)`` density of the model's beads as stage 1 renders them (each at its
-    residue's electron-weighted centre, Gaussian width ``BEAD_SIGMA_A``), box-centred, ``apix``
-    Å per voxel.  The model/map FSC of ``check-inputs`` and of the plugin's low-pass wizard."""
-    return bead_density(torch.as_tensor(beads.residue_centres_A), torch.as_tensor(beads.amplitudes),
-                        BEAD_SIGMA_A, box, apix).float()
 
 
 def _particle_summary(meta: ParticleMetadata) -> dict:
@@ -116,11 +106,11 @@ def check_inputs(cfg: CheckConfig) -> dict:
         report["map"] = {"path": str(cfg.map), "box_px": int(map_data.data.shape[-1]),
                          "apix_A": map_data.voxel_size_A, "origin_A": map_data.origin_A.tolist()}
         if vol is not None:
-            freq, curve = fsc(density, vol, apix)
             report["map"]["model_map_correlation"] = correlation(
                 gaussian_lowpass_volume(density, 1.5), gaussian_lowpass_volume(vol, 1.5))
-            report["map"]["model_map_fsc05_A"] = resolution_at(freq, curve, 0.5)
-            report["suggested_low_pass_A"] = max(report["map"]["model_map_fsc05_A"], 2.5 * apix)
+            low_pass = suggest_low_pass(ref.beads, map_data, meta.box, meta.apix)
+            report["map"]["model_map_fsc05_A"] = low_pass.fsc05_A
+            report["suggested_low_pass_A"] = low_pass.suggested_A
             target = vol
     rng = np.random.default_rng(cfg.seed)
     rows = np.sort(rng.permutation(len(meta))[:cfg.max_particles])
@@ -184,7 +174,7 @@ def format_report(r: dict) -> str:
                      f"{tuple(round(o, 2) for o in mp['origin_A'])} Å")
         if "model_map_correlation" in mp:
             lines.append(f"Model fit   correlation {mp['model_map_correlation']:.3f}; FSC(model, map) = 0.5 "
-                         f"at {mp['model_map_fsc05_A']:.1f} Å; suggested --low-pass "
+                         f"at {mp['model_map_fsc05_A']:.1f} Å; suggested low-pass "
                          f"{r['suggested_low_pass_A']:.1f} Å")
     bp = r["backprojection"]
     lines.append(f"Back-proj.  {bp['particles_used']} particles; correlation with the "

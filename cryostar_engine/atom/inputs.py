@@ -11,6 +11,7 @@ from ..data.particles import ParticleDataset
 from ..errors import InputError
 from ..io.mrc import read_map
 from ..io.relion import ParticleMetadata, read_particles
+from ..lowpass import resolve_low_pass
 from ..reference import Reference, load_reference
 from ..train.schedule import SCHEDULES
 from .config import BEAD_CENTRES, COMPILE_MODES, DECODER_INITS, AtomConfig
@@ -25,6 +26,8 @@ class AtomInputs:
     reference: Reference
     dataset: ParticleDataset
     graph: RestraintGraph
+    low_pass_A: float = 10.0       # the resolved image low-pass (Å)
+    low_pass_source: str = "set"   # "set", "auto: FSC(model,map)=0.5 at …", "auto: no map, 10 Å"
 
 
 def default_box(original_box: int, apix: float, low_pass_A: float, oversampling: float = 1.25) -> int:
@@ -41,7 +44,9 @@ def default_box(original_box: int, apix: float, low_pass_A: float, oversampling:
 
 
 def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
-    """Read particles, model and map; check box, low-pass and frame; build the restraint graph."""
+    """Read particles, model and map; resolve the low-pass (``cfg.low_pass_A`` None = auto, see
+    :func:`cryostar_engine.lowpass.resolve_low_pass`) and then the box (None = :func:`default_box`
+    of that low-pass); check box, low-pass and frame; build the restraint graph."""
     if not cfg.particles or not cfg.model:
         raise InputError("--particles and --model are required")
     if cfg.lr_schedule not in SCHEDULES:
@@ -57,15 +62,17 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
     map_data = read_map(cfg.map) if cfg.map else None
     reference = load_reference(cfg.model, meta.box, meta.apix, map_data)
-    box = cfg.box or default_box(meta.box, meta.apix, cfg.low_pass_A)
+    low_pass, low_pass_source = resolve_low_pass(getattr(cfg, "low_pass_A", None), reference.beads,
+                                                 map_data, meta.box, meta.apix, cfg.box)
+    box = cfg.box or default_box(meta.box, meta.apix, low_pass)
     if box > meta.box:
         raise InputError(f"--box {box} is larger than the particles' {meta.box} px; "
                          f"choose at most {meta.box}")
     if box < 16 or box % 2:
         raise InputError(f"--box must be an even number of pixels ≥ 16, got {box}")
     apix = meta.apix * meta.box / box
-    if cfg.low_pass_A < 2 * apix:
-        raise InputError(f"--low-pass {cfg.low_pass_A:g} Å is beyond Nyquist ({2 * apix:.2f} Å) at "
+    if low_pass < 2 * apix:
+        raise InputError(f"--low-pass {low_pass:g} Å is beyond Nyquist ({2 * apix:.2f} Å) at "
                          f"box {box}; raise --low-pass or --box")
     if cfg.epochs is not None and not cfg.epochs > 0:
         raise InputError(f"--epochs must be positive, got {cfg.epochs:g}")
@@ -75,7 +82,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
                               max_cache_bytes=cfg.max_cache_gb * 1e9, cache_device=cache_device)
     graph = build_graph(reference.beads, cfg.en_cutoff_A, cfg.en_nt_cutoff_A, cfg.clash_min_A,
                         cfg.clash_max_ref_A)
-    return AtomInputs(meta=meta, reference=reference, dataset=dataset, graph=graph)
+    return AtomInputs(meta=meta, reference=reference, dataset=dataset, graph=graph,
+                      low_pass_A=low_pass, low_pass_source=low_pass_source)
 
 
 def signal_overlap(forward, dataset: ParticleDataset, reference_A: torch.Tensor, device,

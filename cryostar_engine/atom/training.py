@@ -111,7 +111,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
-                               cfg.low_pass_A, cfg.mask_radius, device,
+                               inputs.low_pass_A, cfg.mask_radius, device,
                                centres=(residue_centres(beads, inputs.graph.continuity)
                                         if cfg.bead_centre == "residue" else None))
     overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
@@ -227,6 +227,7 @@ def train_atom(cfg: AtomConfig) -> dict:
             configure_cpu(cfg.threads)
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
+        cfg = cfg.replace(low_pass_A=p.inputs.low_pass_A)     # config.json records the resolved value
         if cfg.epochs is None:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         p.ctx = ctx
