@@ -1,7 +1,9 @@
 """Scipion plugin for CryoSTAR: conformational heterogeneity with an atomic-model prior.
 
 The protocols convert Scipion objects into files, run the ``cryostar_engine`` command line in a
-subprocess and register its results.  Where the engine runs:
+subprocess and register its results.  Scipion's process never imports the engine (nor torch):
+what the forms and wizards need from it comes from engine commands' JSON output
+(:mod:`cryostar_plugin.engine`).  Where the engine runs:
 
 * by default with the Python interpreter that runs the protocol (``sys.executable``), i.e. the
   engine installed next to this plugin (``pip install scipion-em-cryostar`` installs both);
@@ -17,8 +19,8 @@ import sys
 import pwem
 import pyworkflow.utils as pwutils
 
-from .constants import (CRYOSTAR_ENV_ACTIVATION, DEFAULT_VERSION, ENGINE_MODULE, VERSIONS,
-                        getCryoStarEnvName)
+from .constants import (CRYOSTAR_ENV_ACTIVATION, DEFAULT_VERSION, ENGINE_MODULE, PLUGIN_NAME,
+                        VERSIONS, getCryoStarEnvName)
 
 __version__ = "0.1.0"
 _logo = "cryostar_logo.png"
@@ -59,6 +61,14 @@ def countGpus(gpus):
 class Plugin(pwem.Plugin):
     _url = "https://github.com/scipion-em/scipion-em-cryostar"
     _supportedVersions = VERSIONS
+
+    def getName(self):
+        """The name Scipion shows: protocol labels read "cryostar - train atom generator".
+
+        pyworkflow defaults to the Python module of this class (``cryostar_plugin``); the
+        package keeps that name (entry point, imports), only what users read changes.
+        """
+        return PLUGIN_NAME
 
     @classmethod
     def _defineVariables(cls):
@@ -129,28 +139,22 @@ class Plugin(pwem.Plugin):
 
     @classmethod
     def getActiveVersion(cls, home=None, versions=None):
-        """Engine version: read from the activation command, or from the installed engine."""
-        versions = versions or cls.getSupportedVersions()
-        if cls.usesSeparateEnv():
-            text = cls.getActivationCmd()
-            return next((v for v in sorted(versions, key=len, reverse=True) if v in text), "")
-        try:
-            from cryostar_engine import __version__ as engine_version
-        except ImportError:
-            return ""
-        return engine_version
+        """Version of the engine that the protocols would run (``cryostar-engine --version``,
+        run in a subprocess through the same activation as the jobs); '' when it cannot run."""
+        from .engine import probeEngine
+        return probeEngine()[0]
 
     @classmethod
     def validateInstallation(cls):
-        """Errors when the engine cannot be found (the shared interpreter lacks it)."""
-        if cls.usesSeparateEnv():
-            return []  # the separate environment is only reachable at run time
-        try:
-            import cryostar_engine  # noqa: F401
-        except ImportError as err:
-            return [f"The CryoSTAR engine is not importable by {sys.executable} ({err}). "
-                    f"Install scipion-em-cryostar there, or set {CRYOSTAR_ENV_ACTIVATION}."]
-        return []
+        """One line when the engine cannot be run as the protocols run it, else nothing.
+
+        Runs ``cryostar-engine --version`` in a subprocess (short timeout, answer cached), so a
+        wrong ``CRYOSTAR_ENV_ACTIVATION`` or an environment without the engine is reported
+        before any protocol starts; Scipion's own process never imports the engine.
+        """
+        from .engine import probeEngine
+        problem = probeEngine()[1]
+        return [problem] if problem else []
 
     # --------------------------------------------------------------- installation
     @classmethod

@@ -31,6 +31,8 @@ ENGINE_MODULE = "cryostar_engine"
 ENGINE_ERROR_PREFIX = "cryostar-engine: error:"
 
 # --- labels and extra attribute names ---------------------------------------------------------
+#: The plugin's name in the GUI (protocol labels "cryostar - …", the threads row).
+PLUGIN_NAME = "cryostar"
 #: FlexHub program name stored in SetOfParticlesFlex / SetOfAtomStructFlex outputs.
 CRYOSTAR = "CryoSTAR"
 #: Extra attributes (prefixed by the plugin name, see the plugin guide §15).

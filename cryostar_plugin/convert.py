@@ -100,8 +100,6 @@ def writeMapForEngine(volume, outPath):
     import mrcfile
     from pwem.emlib.image import ImageHandler
 
-    from cryostar_engine.io import write_mrc
-
     fn = volume.getFileName().split(":")[0]
     outPath = os.path.abspath(outPath)
     with tempfile.TemporaryDirectory() as tmp:
@@ -113,5 +111,10 @@ def writeMapForEngine(volume, outPath):
             data = m.data.copy()
     if data.ndim != 3:
         raise ValueError(f"{fn}: expected a 3-D map, got shape {data.shape}")
-    write_mrc(outPath, data, float(volume.getSamplingRate()))
+    apix = float(volume.getSamplingRate())
+    half = -(data.shape[-1] // 2) * apix
+    with mrcfile.new(outPath, overwrite=True) as m:
+        m.set_data(data.astype("float32", copy=False))
+        m.voxel_size = apix
+        m.header.origin = (half, half, half)
     return outPath

@@ -115,9 +115,9 @@ def write_shifted_model(path, out_path, shift_A) -> Path:
     The output format follows ``out_path``'s extension (``.cif``/``.mmcif`` or PDB); it is
     written atomically.  Returns ``out_path``.
     """
-    from Bio.PDB import MMCIFIO, PDBIO
+    import os
 
-    from cryostar_engine.io.atomic import atomic_path
+    from Bio.PDB import MMCIFIO, PDBIO
 
     out_path = Path(out_path)
     structure = _parse(Path(path))
@@ -126,8 +126,9 @@ def write_shifted_model(path, out_path, shift_A) -> Path:
         atom.set_coord((atom.coord.astype(np.float64) + shift).astype(np.float32))
     writer = MMCIFIO() if _is_mmcif(out_path) else PDBIO()
     writer.set_structure(structure)
-    with atomic_path(out_path, suffix=out_path.suffix) as tmp:
-        writer.save(str(tmp))
+    tmp = out_path.with_name(f".{out_path.stem}.tmp{os.getpid()}{out_path.suffix}")
+    writer.save(str(tmp))
+    os.replace(tmp, out_path)
     return out_path
 
 

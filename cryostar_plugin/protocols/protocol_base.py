@@ -16,7 +16,7 @@ from pyworkflow import BETA
 from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
 from .. import Plugin, countGpus
-from ..constants import ENGINE_ERROR_PREFIX
+from ..constants import ENGINE_ERROR_PREFIX, PLUGIN_NAME
 from ..convert import (getModelVolume, writeMapForEngine, writeModelForEngine,
                        writeParticlesStar)
 from ..outputs import MODEL_FRAME_FILE, MapDisplay, writeJson
@@ -53,6 +53,12 @@ class ProtCryoStarBase(EMProtocol):
     """Base class of the CryoSTAR protocols (not shown in the GUI)."""
     _label = None
     _devStatus = BETA
+
+    @classmethod
+    def getClassPackageName(cls):
+        """The plugin's display name (the form's threads row reads "cryostar compute"), not the
+        Python package ``cryostar_plugin``."""
+        return PLUGIN_NAME
 
     # --------------------------- DEFINE param functions -------------------------------------
     def _defineGpuParams(self, form):

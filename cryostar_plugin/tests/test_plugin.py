@@ -47,6 +47,16 @@ class TestCryoStarPluginDiscovery(unittest.TestCase):
         for key in module._references:
             self.assertIn(key, bib)
 
+    def test_labels_name_the_plugin_as_users_know_it(self):
+        pwem.Domain.getProtocols()          # registers the classes with their plugin
+        from cryostar_plugin.protocols import ProtCryoStarTrainAtom
+        self.assertEqual(ProtCryoStarTrainAtom.getClassLabel(),
+                         "cryostar - train atom generator")
+        # the form's threads row reads "<this> compute"
+        self.assertEqual(ProtCryoStarTrainAtom.getClassPackageName(), "cryostar")
+        # the package Scipion loads is still cryostar_plugin (entry point, class lookup)
+        self.assertIs(ProtCryoStarTrainAtom.getClassPackage(), cryostar_plugin)
+
     def test_logo_is_a_png(self):
         with open(os.path.join(PLUGIN_DIR, cryostar_plugin._logo), "rb") as f:
             self.assertEqual(f.read(8), b"\x89PNG\r\n\x1a\n")
@@ -105,6 +115,19 @@ class TestCryoStarEngineCommand(unittest.TestCase):
             self.assertEqual(Plugin.getActiveVersion(), "0.1.0")
             self.assertEqual(Plugin.validateInstallation(), [])
 
+    def test_missing_engine_is_one_line(self):
+        """An activation that cannot work: no version, and one line naming the variable and
+        the shell's complaint (here: no conda on this machine)."""
+        with mock.patch.dict(Plugin._vars, {CRYOSTAR_ENV_ACTIVATION: "conda activate nowhere"}), \
+                mock.patch.object(Plugin, "_condaActivationCmd", ""):
+            problems = Plugin.validateInstallation()
+            self.assertEqual(Plugin.getActiveVersion(), "")
+        self.assertEqual(len(problems), 1, problems)
+        self.assertNotIn("\n", problems[0])
+        self.assertIn(CRYOSTAR_ENV_ACTIVATION, problems[0])
+        self.assertIn("conda", problems[0])
+        self.assertIn("exited with status 127", problems[0])
+
     def test_separate_env_prefix_and_pythonpath(self):
         with mock.patch.dict(Plugin._vars, {CRYOSTAR_ENV_ACTIVATION: "conda activate cryostar-0.1.0"}), \
                 mock.patch.object(Plugin, "_condaActivationCmd", "eval \"$(conda shell.bash hook)\"&&"):
@@ -114,7 +137,6 @@ class TestCryoStarEngineCommand(unittest.TestCase):
                              "CUDA_VISIBLE_DEVICES=1 python -m cryostar_engine analyze")
             with mock.patch.dict(os.environ, {"PYTHONPATH": "/scipion/extra"}):
                 self.assertNotIn("PYTHONPATH", Plugin.getEnviron())
-            self.assertEqual(Plugin.getActiveVersion(), "0.1.0")
 
     def _run(self, program):
         return subprocess.run(f"{program} --help", shell=True, env=Plugin.getEnviron(),
@@ -135,6 +157,10 @@ class TestCryoStarEngineCommand(unittest.TestCase):
             done = self._run(Plugin.getProgram("check-inputs"))
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertIn("--particles", done.stdout)
+        with mock.patch.dict(Plugin._vars, {CRYOSTAR_ENV_ACTIVATION: activate}), \
+                mock.patch.object(Plugin, "_condaActivationCmd", ""):
+            self.assertEqual(Plugin.getActiveVersion(), "0.1.0")   # asked of that environment
+            self.assertEqual(Plugin.validateInstallation(), [])
 
     def test_several_gpus_train_under_torchrun(self):
         """The command for GPUs "0 1" starts two DDP processes that train one run together.
