@@ -22,6 +22,8 @@ import pandas as pd
 import starfile
 
 from ..errors import InputError
+from ..validate.star import (check_3d_poses, check_pixel_sizes, check_table, optics_disagreement,
+                             refuse_foreign_format)
 from .mrc import stack_shape
 
 __all__ = ["ParticleMetadata", "read_star_tables", "read_particles"]
@@ -30,6 +32,7 @@ POSE_COLUMNS = ("rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi")
 CTF_COLUMNS = ("rlnDefocusU", "rlnDefocusV")
 OPTICS_VALUES = {"voltage_kv": "rlnVoltage", "cs_mm": "rlnSphericalAberration",
                  "amplitude_contrast": "rlnAmplitudeContrast"}
+DEFAULT_AMPLITUDE_CONTRAST = 0.1     # what RELION assumes when the column is absent
 
 
 @dataclass
@@ -67,10 +70,15 @@ class ParticleMetadata:
 
 
 def read_star_tables(star_path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
-    """Return ``(optics, particles)`` tables of a RELION star (``optics`` is None for 3.0)."""
+    """Return ``(optics, particles)`` tables of a RELION star (``optics`` is None for 3.0).
+
+    The columns the engine reads are checked (:func:`~cryostar_engine.validate.star.check_table`:
+    no duplicated column, no text, NaN or Inf) and returned as float64.
+    """
     star_path = Path(star_path)
     if not star_path.is_file():
         raise InputError(f"{star_path}: star file not found")
+    refuse_foreign_format(star_path)
     try:
         blocks = starfile.read(star_path, always_dict=True)
     except Exception as err:  # starfile raises assorted parser errors
@@ -85,7 +93,10 @@ def read_star_tables(star_path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
         raise InputError(f"{star_path}: no data_particles block (found {names})")
     if particles is None or len(particles) == 0:
         raise InputError(f"{star_path}: the star file holds no particles")
-    return blocks.get("optics"), particles.reset_index(drop=True)
+    optics = blocks.get("optics")
+    if optics is not None:
+        optics = check_table(optics, star_path, "data_optics")
+    return optics, check_table(particles.reset_index(drop=True), star_path, "data_particles")
 
 
 def _require(table: pd.DataFrame, columns, star_path, what: str) -> None:
@@ -95,9 +106,11 @@ def _require(table: pd.DataFrame, columns, star_path, what: str) -> None:
                          f"use particles from a 3-D refinement (e.g. RELION Refine3D run_data.star)")
 
 
-def _per_particle(particles, optics, column, star_path, default=None) -> np.ndarray:
-    """A value per particle from the particle table, else from its optics group, else default."""
-    if column in particles.columns:
+def _per_particle(particles, optics, column, star_path, default=None, notes=None) -> np.ndarray:
+    """A value per particle from its optics group (RELION 3.1+), else from the particle table
+    (RELION 3.0), else ``default``.  A per-particle value that disagrees with the optics table
+    adds a note to ``notes``."""
+    if column in particles.columns and (optics is None or column not in optics.columns):
         return particles[column].to_numpy(dtype=np.float64)
     if optics is not None and column in optics.columns:
         groups = particles["rlnOpticsGroup"].to_numpy()
@@ -106,18 +119,24 @@ def _per_particle(particles, optics, column, star_path, default=None) -> np.ndar
         if missing:
             raise InputError(f"{star_path}: optics group(s) {missing} used by particles are not in "
                              "data_optics")
-        return np.array([lookup[g] for g in groups], dtype=np.float64)
+        values = np.array([lookup[g] for g in groups], dtype=np.float64)
+        note = optics_disagreement(particles, values, column, star_path)
+        if note and notes is not None:
+            notes.append(note)
+        return values
     if default is None:
         raise InputError(f"{star_path}: no {column} in the particles or the optics table")
     return np.full(len(particles), float(default))
 
 
-def _pixel_size(particles, optics, star_path, apix_override) -> np.ndarray:
-    if apix_override:
+def _pixel_size(particles, optics, star_path, apix_override, notes) -> np.ndarray:
+    if apix_override is not None:
+        if not apix_override > 0:
+            raise InputError(f"--apix must be a positive pixel size in Å, got {apix_override:g}")
         return np.full(len(particles), float(apix_override))
     for col in ("rlnImagePixelSize", "rlnPixelSize"):
         try:
-            return _per_particle(particles, optics, col, star_path)
+            return _per_particle(particles, optics, col, star_path, notes=notes)
         except InputError:
             pass
     try:
@@ -191,7 +210,39 @@ def _check_stacks(paths, indices, star_path) -> int:
     return sizes.pop()
 
 
-def read_particles(star_path, datadir=None, apix=None, require_poses=True) -> ParticleMetadata:
+def _optics_values(particles, optics, star_path, amplitude_contrast, notes) -> dict:
+    """Voltage, Cs and amplitude contrast per particle, checked for range."""
+    has_q0 = "rlnAmplitudeContrast" in particles.columns or (
+        optics is not None and "rlnAmplitudeContrast" in optics.columns)
+    if amplitude_contrast is not None:
+        if not 0 <= amplitude_contrast < 1:
+            raise InputError(f"--amplitude-contrast must lie in [0, 1), got {amplitude_contrast:g}")
+        if has_q0:
+            notes.append(f"amplitude contrast {amplitude_contrast:g} (--amplitude-contrast) replaces "
+                         "the star file's _rlnAmplitudeContrast")
+    elif not has_q0:
+        notes.append(f"no _rlnAmplitudeContrast: {DEFAULT_AMPLITUDE_CONTRAST:g} assumed, as RELION does "
+                     "(change it with --amplitude-contrast)")
+    default_q0 = DEFAULT_AMPLITUDE_CONTRAST if amplitude_contrast is None else amplitude_contrast
+    values = {k: _per_particle(particles, optics, c, star_path,
+                               default=default_q0 if k == "amplitude_contrast" else None, notes=notes)
+              for k, c in OPTICS_VALUES.items()}
+    if amplitude_contrast is not None:
+        values["amplitude_contrast"] = np.full(len(particles), float(amplitude_contrast))
+    limits = {"voltage_kv": (0, np.inf, "kV"), "cs_mm": (-np.inf, np.inf, "mm"),
+              "amplitude_contrast": (0, 1, "")}
+    for key, (lo, hi, unit) in limits.items():
+        v = values[key]
+        bad = np.flatnonzero(~((v >= lo) & (v < hi)) | ((v == 0) & (key == "voltage_kv")))
+        if len(bad):
+            raise InputError(f"{star_path} row {bad[0] + 1}: _{OPTICS_VALUES[key]} {v[bad[0]]:g}{unit} "
+                             f"is out of range (must be {'> 0' if key == 'voltage_kv' else 'in [0, 1)'}); "
+                             "fix data_optics")
+    return values
+
+
+def read_particles(star_path, datadir=None, apix=None, require_poses=True,
+                   amplitude_contrast=None) -> ParticleMetadata:
     """Read a RELION star file and check it against its image stacks.
 
     Parameters
@@ -199,7 +250,9 @@ def read_particles(star_path, datadir=None, apix=None, require_poses=True) -> Pa
     star_path : path of the ``.star`` file.
     datadir : folder that image paths are relative to (optional).
     apix : pixel size in Å overriding the star file (optional).
-    require_poses : fail when the angle columns are missing.
+    require_poses : fail when the angle columns are missing (or hold 2-D poses only).
+    amplitude_contrast : overrides the star file's ``rlnAmplitudeContrast`` (optional); when the
+        file has none, RELION's 0.1 is used with a note.
 
     Raises
     ------
@@ -219,22 +272,24 @@ def read_particles(star_path, datadir=None, apix=None, require_poses=True) -> Pa
             raise InputError(f"{star_path}: optics group(s) {unknown} used by particles are not in "
                              "data_optics")
     notes = []
-    apix_pp = _pixel_size(particles, optics, star_path, apix)
-    if np.ptp(apix_pp) > 1e-4 * apix_pp.max():
-        raise InputError(f"{star_path}: pixel size differs between optics groups "
-                         f"({sorted(set(np.round(apix_pp, 4)))} Å); rescale to one pixel size first")
-    px = float(apix_pp[0])
+    apix_pp = _pixel_size(particles, optics, star_path, apix, notes)
+    declared_box = (int(optics["rlnImageSize"].max()) if optics is not None
+                    and "rlnImageSize" in optics.columns else None)
+    px, pixel_notes = check_pixel_sizes(apix_pp, star_path, declared_box)
+    notes += pixel_notes
     n = len(particles)
     if {"rlnOriginXAngst", "rlnOriginYAngst"} <= set(particles.columns):
         shifts = particles[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(np.float64)
     elif {"rlnOriginX", "rlnOriginY"} <= set(particles.columns):
-        shifts = particles[["rlnOriginX", "rlnOriginY"]].to_numpy(np.float64) * px
+        shifts = particles[["rlnOriginX", "rlnOriginY"]].to_numpy(np.float64) * apix_pp[:, None]
         notes.append("origins given in pixels (rlnOriginX/Y) were converted to Å")
     else:
         shifts = np.zeros((n, 2))
         notes.append("no rlnOrigin columns: shifts taken as 0")
     euler = (particles[list(POSE_COLUMNS)].to_numpy(np.float64) if require_poses
              else np.zeros((n, 3)))
+    if require_poses:
+        check_3d_poses(euler, star_path)
     groups = (particles["rlnOpticsGroup"].to_numpy(np.int64) if "rlnOpticsGroup" in particles
               else np.ones(n, np.int64))
     paths, indices = _image_locations(particles, star_path, datadir)
@@ -244,7 +299,7 @@ def read_particles(star_path, datadir=None, apix=None, require_poses=True) -> Pa
         if declared != [box]:
             raise InputError(f"{star_path}: data_optics rlnImageSize {declared} differs from the "
                              f"stacks' {box} px")
-    ctf = {k: _per_particle(particles, optics, c, star_path) for k, c in OPTICS_VALUES.items()}
+    ctf = _optics_values(particles, optics, star_path, amplitude_contrast, notes)
     defocus = particles[list(CTF_COLUMNS)].to_numpy(np.float64)
     bad = np.flatnonzero(~np.isfinite(defocus).all(1) | (defocus <= 0).any(1))
     if len(bad):
