@@ -5,7 +5,9 @@ images from the memory-mapped stacks, Fourier-crops them to the working box (pix
 ``apix = meta.apix * meta.box / box``), optionally negates them (dark particles → white, the
 convention of :mod:`cryostar_engine.physics.ctf`), and keeps them in memory when they fit in
 ``max_cache_bytes`` (float16 on a GPU, float32 on the CPU); otherwise it streams from disk.
-Rows are star-file rows (0-based).
+Rows are star-file rows (0-based).  Every image read is checked for NaN/Inf pixels, and the
+images (all of them when cached, else a sample) for constant (empty) ones, when the dataset is
+built: see :mod:`cryostar_engine.validate.images`.
 """
 from __future__ import annotations
 
@@ -19,8 +21,11 @@ from ..io.mrc import StackCache
 from ..io.relion import ParticleMetadata
 from ..physics.ctf import CtfParams
 from ..physics.fourier import fourier_crop
+from ..validate.images import check_finite_images, empty_images
 
 __all__ = ["Batch", "ParticleDataset"]
+
+SAMPLE = 256        # images checked when the dataset is built from a stack streamed from disk
 
 
 @dataclass
@@ -67,14 +72,29 @@ class ParticleDataset:
         self._resident = None          # poses and CTF on the cache's device (device_batch)
         cache_device = torch.device(cache_device)
         dtype = torch.float16 if cache_device.type == "cuda" else torch.float32
+        self._empty = [0, 0]          # constant images, images looked at
         if len(meta) * self.box ** 2 * (2 if dtype == torch.float16 else 4) <= max_cache_bytes:
             self._cache = self._load_all(cache_device, dtype)
+        else:
+            self._read(np.unique(np.linspace(0, len(meta) - 1, min(len(meta), SAMPLE)).astype(int)),
+                       count_empty=True)
+        note = self._empty_note()
+        if note:
+            meta.notes.append(note)
 
     def __len__(self) -> int:
         return len(self.meta)
 
-    def _read(self, rows: np.ndarray) -> torch.Tensor:
+    def _read(self, rows: np.ndarray, count_empty: bool = False) -> torch.Tensor:
         raw = self._stacks.read([self.meta.image_paths[r] for r in rows], self.meta.image_indices[rows])
+        check_finite_images(raw, rows, self.meta)
+        if count_empty:
+            flat = raw.reshape(len(raw), -1)
+            empty = np.flatnonzero(flat.max(1) == flat.min(1))
+            if len(empty) and self._empty[0] == 0:
+                self._first_empty = int(rows[empty[0]])
+            self._empty[0] += len(empty)
+            self._empty[1] += len(rows)
         images = fourier_crop(torch.from_numpy(raw), self.box)
         return -images if self.invert else images
 
@@ -82,8 +102,14 @@ class ParticleDataset:
         out = torch.empty(len(self), self.box, self.box, dtype=dtype, device=device)
         for start in range(0, len(self), chunk):
             rows = np.arange(start, min(start + chunk, len(self)))
-            out[start:start + len(rows)] = self._read(rows).to(device=device, dtype=dtype)
+            out[start:start + len(rows)] = self._read(rows, count_empty=True).to(device=device, dtype=dtype)
         return out
+
+    def _empty_note(self) -> str | None:
+        n_empty, n_seen = self._empty
+        if not n_empty:
+            return None
+        return empty_images(n_empty, n_seen, self._first_empty, self.meta)
 
     @property
     def in_memory(self) -> bool:

@@ -33,9 +33,14 @@ def _open_mmap(path: Path):
 
 
 def stack_shape(path) -> tuple[int, int, int]:
-    """``(n_images, ny, nx)`` of an MRC file (a single 2-D image counts as one)."""
+    """``(n_images, ny, nx)`` of an MRC file (a single 2-D image counts as one).
+
+    Refuses complex-valued stacks (MRC modes 3 and 4: Fourier transforms, not images)."""
     with _open_mmap(Path(path)) as m:
         shape = m.data.shape
+        if m.data.dtype.kind == "c":
+            raise InputError(f"{path}: complex-valued MRC (mode {int(m.header.mode)}); give real-space "
+                             "particle images (mode 2, float32)")
     return (1, *shape) if len(shape) == 2 else tuple(shape)
 
 
@@ -101,7 +106,7 @@ def read_map(path) -> MapData:
             with mrcfile.open(path, mode="r", permissive=True) as m:
                 if m.data is None:
                     raise InputError(f"{path}: not a readable MRC map")
-                data = np.asarray(m.data, dtype=np.float32).copy()
+                data = np.array(m.data)
                 vs = m.voxel_size
                 origin = np.array([m.header.origin.x, m.header.origin.y, m.header.origin.z], float)
                 start = np.array([m.header.nxstart, m.header.nystart, m.header.nzstart], float)
@@ -109,11 +114,19 @@ def read_map(path) -> MapData:
         raise InputError(f"{path}: map not found") from None
     except ValueError as err:
         raise InputError(f"{path}: unreadable MRC map ({err})") from None
+    if np.iscomplexobj(data) or data.dtype.kind not in "iuf":
+        raise InputError(f"{path}: the map must hold real numbers (MRC mode 2), got {data.dtype}")
     if data.ndim != 3 or len(set(data.shape)) != 1:
         raise InputError(f"{path}: the map must be a cube, got shape {data.shape} (z, y, x)")
     sizes = np.array([vs.x, vs.y, vs.z], float)
     if np.any(sizes <= 0) or np.ptp(sizes) > 1e-3 * sizes.max():
         raise InputError(f"{path}: voxel size must be positive and isotropic, got {sizes} Å")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        z, y, x = np.argwhere(bad)[0]
+        raise InputError(f"{path}: {int(bad.sum())} voxels are NaN or Inf (first at x={x}, y={y}, "
+                         f"z={z}); fix the map (e.g. re-run the post-processing) or omit --map")
+    data = data.astype(np.float32)
     if not np.any(origin) and np.any(start):
         origin = start * sizes
     return MapData(data=data, voxel_size_A=float(sizes[0]), origin_A=origin)

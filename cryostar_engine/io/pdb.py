@@ -7,7 +7,9 @@
 * Force-field and modified names that are really standard residues (HSD/HSE/HSP/HID/HIE/HIP,
   MSE, CYX, …) are mapped to the standard name; waters, ions, ligands and residues without
   their bead atom are dropped and *reported* by count and name, never silently.
-* Only the first model of a multi-model file is used.
+* Only the first model of a multi-model file is used, and the first alternate location of each
+  atom (both with a note in :attr:`Beads.notes`).  A residue id used twice in one chain, and a
+  model of fewer than 2 residues, are refused (:mod:`cryostar_engine.validate.model`).
 * Coordinates are in Å, ordered (x, y, z), in the file's frame.
 """
 from __future__ import annotations
@@ -22,6 +24,7 @@ from Bio.PDB import MMCIFParser, PDBParser
 from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
 from ..errors import InputError
+from ..validate.model import scan_pdb
 
 __all__ = ["Beads", "read_beads", "write_beads_pdb", "AMINO_ACIDS", "NUCLEOTIDES"]
 
@@ -62,6 +65,7 @@ class Beads:
     dropped: dict = field(default_factory=dict)   # residue name → count of residues dropped
     renamed: dict = field(default_factory=dict)   # original name → count of residues mapped
     centre_offsets_A: np.ndarray | None = None   # (N, 3) Å, residue's electron-weighted centre − bead
+    notes: list = field(default_factory=list)    # one line each: what the reader chose (altlocs, …)
 
     def __len__(self) -> int:
         return len(self.coords_A)
@@ -110,6 +114,18 @@ def _parse_structure(path: Path):
     return models[0]
 
 
+def _first_altloc(residue):
+    """The residue (the first of a point mutation) with each disordered atom at its first
+    alternate location in the file (Biopython would pick the highest occupancy)."""
+    if residue.is_disordered() == 2:           # DisorderedResidue: several residue names
+        residue.disordered_select(residue.disordered_get_id_list()[0])
+        residue = residue.selected_child
+    for atom in residue:
+        if atom.is_disordered():
+            atom.disordered_select(next(iter(atom.child_dict)))
+    return residue
+
+
 def read_beads(path) -> Beads:
     """Read a PDB or mmCIF file and coarse-grain it (see module docstring).
 
@@ -120,10 +136,13 @@ def read_beads(path) -> Beads:
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: model file not found")
+    suffix = path.suffix.lower()
+    notes = scan_pdb(path).notes if suffix in (".pdb", ".ent") else []
     model = _parse_structure(path)
     rows, dropped, renamed = [], Counter(), Counter()
     for chain in model:
         for residue in chain:
+            residue = _first_altloc(residue)
             raw = residue.get_resname().strip().upper()
             name = ALIASES.get(raw, raw)
             if name in AMINO_ACIDS:
@@ -134,7 +153,9 @@ def read_beads(path) -> Beads:
                 dropped["water" if raw in WATERS else raw] += 1
                 continue
             atoms = {a.get_id(): a for a in residue.get_atoms()}
-            bead = atoms.get(bead_atom) or (atoms.get("C1*") if is_nt else None)
+            bead = atoms.get(bead_atom)      # (no `or`: a disordered atom has a length)
+            if bead is None and is_nt:
+                bead = atoms.get("C1*")
             if bead is None:
                 dropped[f"{raw} without {bead_atom}"] += 1
                 continue
@@ -150,12 +171,15 @@ def read_beads(path) -> Beads:
         found = ", ".join(f"{n}×{k}" for k, n in dropped.most_common(5)) or "no residues"
         raise InputError(f"{path}: no protein or nucleic-acid residues found ({found}); "
                          "give the atomic model docked into the consensus map")
+    if len(rows) < 2:
+        raise InputError(f"{path}: the model has only {len(rows)} residue; a model of at least 2 "
+                         "residues (the structure docked into the consensus map) is needed")
     coords, amps, chains, resids, icodes, names, is_nt, centres = zip(*rows)
     return Beads(coords_A=np.asarray(coords, np.float64), amplitudes=np.asarray(amps, np.float64),
                  chain_ids=np.asarray(chains), res_ids=np.asarray(resids, np.int64),
                  insertion_codes=np.asarray(icodes), res_names=np.asarray(names),
                  is_nucleotide=np.asarray(is_nt, bool), dropped=dict(dropped), renamed=dict(renamed),
-                 centre_offsets_A=np.asarray(centres, np.float64))
+                 centre_offsets_A=np.asarray(centres, np.float64), notes=notes)
 
 
 def write_beads_pdb(path, beads: Beads, models) -> None:
