@@ -12,7 +12,7 @@ import sys
 
 from .errors import InputError
 
-COMMANDS = ["check-inputs", "train-atom", "eval-atom", "analyze", "export-subset",
+COMMANDS = ["check-inputs", "inspect-model", "train-atom", "eval-atom", "analyze", "export-subset",
             "train-density", "eval-density"]
 
 

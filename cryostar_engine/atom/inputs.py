@@ -61,7 +61,7 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
         raise InputError(f"--lr-final-fraction must lie in [0, 1], got {cfg.lr_final_fraction:g}")
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
     map_data = read_map(cfg.map) if cfg.map else None
-    reference = load_reference(cfg.model, meta.box, meta.apix, map_data)
+    reference = load_reference(cfg.model, meta.box, meta.apix, map_data, cfg.map)
     low_pass, low_pass_source = resolve_low_pass(getattr(cfg, "low_pass_A", None), reference.beads,
                                                  map_data, meta.box, meta.apix, cfg.box)
     box = cfg.box or default_box(meta.box, meta.apix, low_pass)
