@@ -13,6 +13,7 @@ import numpy as np
 from sklearn.decomposition import PCA
 
 from ..errors import InputError
+from ..validate.arrays import check_latent_array
 from .neighbours import nearest_rows
 
 __all__ = ["PcaResult", "Trajectory", "fit_pca", "pc_trajectory", "check_latent"]
@@ -73,20 +74,9 @@ class Trajectory:
 
 
 def check_latent(z, what: str = "z") -> np.ndarray:
-    """Return ``z`` as ``(N, D)`` float64 or raise :class:`InputError` (bad shape, NaN, < 2 rows)."""
-    z = np.asarray(z)
-    if z.ndim == 1:
-        z = z[:, None]
-    if z.ndim != 2 or z.shape[0] < 2 or z.shape[1] < 1:
-        raise InputError(f"{what}: expected an (N particles, latent dim) array with N ≥ 2, "
-                         f"got shape {z.shape}")
-    if not np.issubdtype(z.dtype, np.number):
-        raise InputError(f"{what}: expected numbers, got dtype {z.dtype}")
-    z = z.astype(np.float64)
-    bad = np.flatnonzero(~np.isfinite(z).all(1))
-    if len(bad):
-        raise InputError(f"{what}: row {bad[0]} holds NaN or inf ({len(bad)} rows in all)")
-    return z
+    """Return ``z`` as ``(N, D)`` float64 or raise :class:`InputError` (bad shape or dtype, NaN,
+    < 2 rows): :func:`~cryostar_engine.validate.arrays.check_latent_array`."""
+    return check_latent_array(z, what, min_rows=2, dtype=np.float64)
 
 
 def fit_pca(z: np.ndarray) -> PcaResult:

@@ -10,6 +10,9 @@ Example usage
       --model docked.pdb --map Refine3D/job010/run_class001.mrc --out check
 """
 from ..checks import CheckConfig, check_inputs, format_report
+from ..errors import InputError
+from ..train.rundir import discard_on_failure
+from ..validate.options import check_output_folder, check_positive
 
 
 def add_args(p):
@@ -23,7 +26,18 @@ def add_args(p):
                    help="particles used for the back-projection (default 5000)")
 
 
+def _check_args(args) -> None:
+    """Option checks made before any file is read."""
+    check_output_folder(args.out)
+    if args.apix is not None and not args.apix > 0:
+        raise InputError(f"--apix must be a positive pixel size in Å, got {args.apix:g}")
+    check_positive("--max-particles", args.max_particles)
+
+
 def main(args):
+    _check_args(args)
     cfg = CheckConfig(particles=args.particles, model=args.model, map=args.map, datadir=args.datadir,
                       apix=args.apix, out=args.out, max_particles=args.max_particles)
-    print(format_report(check_inputs(cfg)), end="")
+    with discard_on_failure(args.out):
+        report = check_inputs(cfg)
+    print(format_report(report), end="")

@@ -1,14 +1,18 @@
-"""Run folders: refuse to overwrite another run by accident; record what a run is."""
+"""Run folders: refuse to overwrite another run by accident; record what a run is; leave
+nothing behind when a command fails (:func:`discard_on_failure`)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import time
 from pathlib import Path
 
 from ..errors import InputError
 from ..io.atomic import write_text_atomic
+from .guard import TrainingDiverged
 
-__all__ = ["prepare_run_dir", "write_json", "read_json"]
+__all__ = ["prepare_run_dir", "write_json", "read_json", "discard_on_failure"]
 
 MARKER = "run.json"
 
@@ -54,3 +58,39 @@ def write_json(path, obj) -> None:
 
 def read_json(path) -> dict:
     return json.loads(Path(path).read_text())
+
+
+@contextlib.contextmanager
+def discard_on_failure(out, keep: bool = False):
+    """Run a command's block; when it fails with an :class:`InputError` (or the training
+    diverges, reported as an :class:`InputError`), remove the output ``out`` it created.
+
+    Removed: ``out`` when it did not exist (or was an empty folder) before the block, and a run
+    folder whose ``run.json`` the block itself wrote (``--overwrite``).  Never removed with
+    ``keep`` (``--resume``: the folder holds earlier work), nor a folder or file that the block
+    did not create.  Wrap everything from the first check to the end of training.
+    """
+    out = Path(out)
+    fresh = not out.exists() or (out.is_dir() and not any(out.iterdir()))
+    started = time.time()
+
+    def discard() -> bool:
+        marker = out / MARKER
+        ours = marker.is_file() and marker.stat().st_mtime >= started - 1
+        if keep or not out.exists() or not (fresh or ours):
+            return False
+        if out.is_dir():
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            out.unlink(missing_ok=True)
+        return True
+
+    try:
+        yield out
+    except TrainingDiverged as err:
+        removed = discard()
+        raise InputError(f"{err}" + (f"; {out} was removed" if removed else
+                                     f"; {out} keeps the last good checkpoint")) from None
+    except InputError:
+        discard()
+        raise

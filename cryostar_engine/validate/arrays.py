@@ -11,8 +11,8 @@ __all__ = ["check_latent_array", "load_latent_file"]
 
 
 def check_latent_array(z, what, n_rows: int | None = None, z_dim: int | None = None,
-                       min_rows: int = 1, star=None) -> np.ndarray:
-    """Return ``z`` as ``(N, D)`` float32, or raise :class:`InputError` naming ``what``.
+                       min_rows: int = 1, star=None, dtype=np.float32) -> np.ndarray:
+    """Return ``z`` as ``(N, D)`` ``dtype`` (float32), or raise :class:`InputError` naming ``what``.
 
     A 1-D array is read as N rows of a 1-D latent.  Refused: other shapes, non-real dtypes
     (text, bool, complex, objects), fewer than ``min_rows`` rows, a row count other than
@@ -38,7 +38,7 @@ def check_latent_array(z, what, n_rows: int | None = None, z_dim: int | None = N
     bad = np.flatnonzero(~np.isfinite(z).all(1))
     if len(bad):
         raise InputError(f"{what}: row {bad[0]} holds NaN or inf ({len(bad)} rows in all)")
-    return z.astype(np.float32)
+    return z.astype(dtype)
 
 
 def load_latent_file(path, **checks) -> np.ndarray:
