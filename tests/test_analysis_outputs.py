@@ -15,6 +15,7 @@ from matplotlib.image import imread
 from cryostar_engine.analysis import AnalysisConfig, StructureDecoder, run_analysis
 from cryostar_engine.commands import analyze
 from cryostar_engine.errors import InputError
+from cryostar_engine.geometry.frames import Frame
 from cryostar_engine.io import read_beads
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -81,12 +82,20 @@ def analysed(tmp_path_factory, latents, decoder):
 def test_manifest_lists_every_output(analysed):
     out, man = analysed
     assert json.loads((out / "manifest.json").read_text()) == man
+    assert man["schema"] == "cryostar-analysis/2" and man["status"] == "finished"
     for name in man["files"]:
         assert (out / name).is_file(), name
+    on_disk = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert man["files"] == on_disk
+    assert man["series"]["kmeans"] == man["kmeans"]["centre_pdbs"]
+    assert [len(man["series"][f"pca_{k}"]) for k in (1, 2, 3)] == [10, 10, 10]
+    assert man["cxc"] == {"kmeans": "kmeans.cxc", "pca_1": "pca_1.cxc", "pca_2": "pca_2.cxc",
+                          "pca_3": "pca_3.cxc"}
+    assert man["frame"]["shift_A"] == [0.0, 0.0, 0.0] and man["checkpoints"] == []
     assert man["z"]["n_particles"] == 384 and man["z"]["zdim"] == 8
     assert [t["pc"] for t in man["trajectories"]] == [1, 2, 3]
     assert man["kmeans"]["k"] == 10 and sum(man["kmeans"]["counts"]) == 384
-    assert man["structures"] is True and man["map"]["centred"] is True
+    assert man["structures"] is True and man["map"]["origin_A"] == [-48.0] * 3
     assert len(man["kmeans"]["centre_pdbs"]) == 10
     np.testing.assert_allclose(sum(man["pca"]["explained_variance_ratio"]), 1.0, atol=1e-9)
 
@@ -125,6 +134,8 @@ def test_decoded_models_follow_the_morph(analysed, latents, decoder):
     np.testing.assert_allclose(centres, decoder(z[man["kmeans"]["centre_indices"]]), atol=1e-3)
     single = pdb_models(out / man["kmeans"]["centre_pdbs"][3])
     np.testing.assert_allclose(single[0], centres[3], atol=1e-3)
+    point = pdb_models(out / man["series"]["pca_1"][9])
+    np.testing.assert_allclose(point[0], traj[9], atol=1e-3)
 
 
 def test_figures_are_real_images(analysed):
@@ -145,30 +156,38 @@ def test_cxc_scripts_open_models_over_the_map(analysed):
     out, man = analysed
     text = (out / "pca_1.cxc").read_text()
     cmds = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
-    assert cmds[0] == f'open "{MAP.resolve()}"'
-    assert f'open "{(out / "pca_1.pdb").resolve()}" coordsets true' in cmds
+    assert cmds[0] == f"open {MAP.resolve()}"
+    assert "open pca_1.pdb coordsets true" in cmds        # relative: ChimeraX runs it from its folder
     assert "coordset #2 1,10 pauseFrames 10 loop 5 bounce true" in cmds
-    assert "coordset slider #2" in cmds
-    assert not any("originIndex" in c for c in cmds)     # the bundled map is already centred
-    for path in re.findall(r'open "([^"]+)"', text):
-        assert Path(path).is_file()
+    assert not any("slider" in c for c in cmds)           # GUI-only: offered as a comment
+    assert "# In the ChimeraX window, a slider over the frames: coordset slider #2" in text
+    assert not any("origin" in c for c in cmds)           # the map opens at its own origin
+    for path in re.findall(r"^open (\S+)", text, flags=re.M):
+        assert (out / path).is_file()
     km = (out / "kmeans.cxc").read_text()
     assert "coordset #2 1,10 " in km and "kmeans.pdb" in km
 
 
-def test_uncentred_map_is_recentred_with_a_warning(tmp_path, latents, decoder):
+def test_models_are_written_in_the_frame_of_a_corner_origin_map(tmp_path, latents, decoder):
+    """A run whose model was docked on a map with origin 0 (shift -48 Å into the box frame):
+    the models come back +48 Å, and the scripts open that map as it is, with no re-centring."""
     z, _ = latents
-    bad_map = tmp_path / "map_origin0.mrc"
-    shutil.copy(MAP, bad_map)
-    with mrcfile.open(bad_map, mode="r+") as m:
+    corner_map = tmp_path / "corner.mrc"
+    shutil.copy(MAP, corner_map)
+    with mrcfile.open(corner_map, mode="r+") as m:
         m.header.origin = (0.0, 0.0, 0.0)
-    logged = []
+    frame = Frame(shift_A=(-48.0, -48.0, -48.0), source="map", map=str(corner_map),
+                  map_origin_A=(0.0, 0.0, 0.0))
     man = run_analysis(z, tmp_path / "a", AnalysisConfig(k=3, n_pcs=1, n_points=4),
-                       decoder=decoder, map_path=bad_map, log=logged.append)
-    assert man["map"]["centred"] is False
-    assert any("WARNING" in n and "origin" in n for n in logged)
+                       decoder=decoder, frame=frame, box_px=48, apix_A=2.0)
+    assert man["frame"] == frame.to_json() and (man["box_px"], man["apix_A"]) == (48, 2.0)
+    assert man["map"]["path"] == str(corner_map.resolve()) and man["map"]["origin_A"] == [0.0] * 3
+    ind = np.loadtxt(tmp_path / "a" / "z_pca_1_ind.txt", dtype=int)
+    np.testing.assert_allclose(pdb_models(tmp_path / "a" / "pca_1.pdb"), decoder(z[ind]) + 48.0,
+                               atol=1e-3)
     text = (tmp_path / "a" / "pca_1.cxc").read_text()
-    assert "volume #1 originIndex 24,24,24" in text
+    cmds = [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    assert cmds[0] == f"open {corner_map.resolve()}" and not any("origin" in c for c in cmds)
     assert "coordset #2 1,4 " in text
 
 

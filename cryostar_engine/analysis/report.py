@@ -11,12 +11,20 @@ into one folder:
 ``z_pca_K.txt``, ``_ind.txt``   trajectory K: snapped latents ``(P, zdim)`` / 0-based particle rows
 ``z_kmeans.txt``, ``_ind.txt``  the k snapped centres / their particle rows, in cluster order
 ``pca_K.pdb``, ``pca_K.cxc``    decoded trajectory (P models) and its ChimeraX movie script
+``pca_K_points/point_PP.pdb``   one single-model PDB per trajectory point
 ``kmeans.pdb``, ``kmeans.cxc``  decoded centres (k models, cluster order) and script
 ``kmeans_centres/centre_CC.pdb`` one single-model PDB per centre
 ``*.png``                       figures (see :mod:`.figures`)
 ``umap.npy``, ``umap.png``      only when umap-learn is installed
 ``manifest.json``               every output (paths relative to this folder), PCA, counts, notes
 =============================== =============================================================
+
+Models are written in the frame of the input model and map (``frame``, a
+:class:`~cryostar_engine.geometry.frames.Frame` from the run's manifest): user = box − shift_A, so
+the map the model was docked into overlays them at its own header origin.  The manifest
+(:mod:`cryostar_engine.train.manifest`, schema ``cryostar-analysis/2``) lists the single-model
+PDBs of each series under ``"series"`` (``"kmeans"``: one per state in cluster order,
+``"pca_K"``: one per trajectory point) and the scripts under ``"cxc"``.
 
 The manifest is written last: its presence means the analysis finished.  Files that an earlier
 manifest in the folder listed and this one does not are deleted, so the folder never mixes runs.
@@ -30,11 +38,12 @@ from typing import Callable
 
 import numpy as np
 
-from .. import __version__
-from ..io import Beads, write_beads_pdb
-from ..io.atomic import atomic_path, write_text_atomic
+from ..geometry.frames import Frame
+from ..io import Beads, read_map, write_beads_pdb
+from ..io.atomic import atomic_path
+from ..train.manifest import SCHEMAS, write_manifest
 from . import figures
-from .chimerax import check_map_origin, write_trajectory_cxc
+from .chimerax import write_trajectory_cxc
 from .clustering import kmeans_states
 from .pca import check_latent, fit_pca, pc_trajectory
 
@@ -42,7 +51,7 @@ __all__ = ["AnalysisConfig", "StructureDecoder", "run_analysis", "read_manifest"
            "SCHEMA"]
 
 MANIFEST = "manifest.json"
-SCHEMA = "cryostar-analysis/1"
+SCHEMA = SCHEMAS["analysis"]
 
 
 @dataclass(frozen=True)
@@ -137,40 +146,46 @@ def _z_points(w: _Writer, stem: str, z_pts, idx, what: str) -> dict:
                               f"{what}: 0-based particle rows (z.npy / star order)")}
 
 
-def _trajectory_outputs(w, traj, decoder, map_check) -> dict:
+def _singles(w, folder: str, stem: str, beads, models) -> list[str]:
+    """One single-model PDB per model, ``folder/stem_NN.pdb``; their names."""
+    width = max(2, len(str(len(models) - 1)))
+    names = []
+    for i, xyz in enumerate(models):
+        name = f"{folder}/{stem}_{i:0{width}d}.pdb"
+        write_beads_pdb(w.path(name), beads, xyz[None])
+        names.append(name)
+    return names
+
+
+def _trajectory_outputs(w, traj, decoder, frame, map_path) -> dict:
     k = traj.pc
     entry = {"pc": k, "percentiles": list(traj.percentiles),
              "target_scores": traj.target_scores.tolist(), "indices": traj.indices.tolist(),
              **_z_points(w, f"z_pca_{k}", traj.z, traj.indices, f"PC{k} trajectory")}
     if decoder is not None:
-        pdb = w.path(f"pca_{k}.pdb")
-        write_beads_pdb(pdb, decoder.beads, decoder(traj.z))
+        models = frame.to_user(decoder(traj.z))
+        write_beads_pdb(w.path(f"pca_{k}.pdb"), decoder.beads, models)
         title = (f"CryoSTAR: trajectory along PC{k}, {len(traj.z)} real particles from the "
                  f"{traj.percentiles[0]:g}th to the {traj.percentiles[1]:g}th percentile")
-        write_trajectory_cxc(w.path(f"pca_{k}.cxc"), pdb, len(traj.z), title, map_check)
-        entry.update(pdb=f"pca_{k}.pdb", cxc=f"pca_{k}.cxc")
+        write_trajectory_cxc(w.path(f"pca_{k}.cxc"), f"pca_{k}.pdb", len(traj.z), title, map_path)
+        entry.update(pdb=f"pca_{k}.pdb", cxc=f"pca_{k}.cxc",
+                     point_pdbs=_singles(w, f"pca_{k}_points", "point", decoder.beads, models))
     return entry
 
 
-def _kmeans_outputs(w, states, decoder, map_check) -> dict:
+def _kmeans_outputs(w, states, decoder, frame, map_path) -> dict:
     entry = {"k": states.k, "labels": w.npy("labels.npy", states.labels),
              "centre_indices": states.centre_indices.tolist(), "counts": states.counts.tolist(),
              "order": "average-linkage Euclidean dendrogram leaf order of the snapped centres",
              **_z_points(w, "z_kmeans", states.centres, states.centre_indices,
                          "k-means centres in cluster order")}
     if decoder is not None:
-        models = decoder(states.centres)
-        pdb = w.path("kmeans.pdb")
-        write_beads_pdb(pdb, decoder.beads, models)
-        width = max(2, len(str(states.k - 1)))
-        singles = []
-        for c, xyz in enumerate(models):
-            name = f"kmeans_centres/centre_{c:0{width}d}.pdb"
-            write_beads_pdb(w.path(name), decoder.beads, xyz[None])
-            singles.append(name)
+        models = frame.to_user(decoder(states.centres))
+        write_beads_pdb(w.path("kmeans.pdb"), decoder.beads, models)
         title = f"CryoSTAR: {states.k} k-means states (model i = cluster i-1)"
-        write_trajectory_cxc(w.path("kmeans.cxc"), pdb, states.k, title, map_check)
-        entry.update(pdb="kmeans.pdb", cxc="kmeans.cxc", centre_pdbs=singles)
+        write_trajectory_cxc(w.path("kmeans.cxc"), "kmeans.pdb", states.k, title, map_path)
+        entry.update(pdb="kmeans.pdb", cxc="kmeans.cxc",
+                     centre_pdbs=_singles(w, "kmeans_centres", "centre", decoder.beads, models))
     return entry
 
 
@@ -219,9 +234,39 @@ def _remove_stale(folder: Path, old: dict | None, keep: list[str]) -> None:
             p.unlink()
 
 
+def _map_entry(map_path, frame: Frame, notes) -> tuple[Path | None, dict | None]:
+    """The map the scripts open: ``map_path``, else the run's own map (its frame's) when the file
+    is still there; with its header origin for the manifest."""
+    if map_path is None and frame.map:
+        if Path(frame.map).is_file():
+            map_path = frame.map
+        else:
+            notes.append(f"the run's map {frame.map} is gone: the .cxc scripts open no map")
+    if map_path is None:
+        return None, None
+    m = read_map(map_path)
+    path = Path(map_path).resolve()
+    return path, {"path": str(path), "box": int(m.data.shape[-1]), "voxel_size_A": m.voxel_size_A,
+                  "origin_A": [float(v) for v in m.origin_A]}
+
+
+def _series(manifest: dict) -> tuple[dict, dict]:
+    """``series`` (name → single-model PDBs) and ``cxc`` (name → script) of the manifest."""
+    series, cxc = {}, {}
+    km = manifest["kmeans"]
+    if "centre_pdbs" in km:
+        series["kmeans"], cxc["kmeans"] = km["centre_pdbs"], km["cxc"]
+    for t in manifest["trajectories"]:
+        if "point_pdbs" in t:
+            series[f"pca_{t['pc']}"], cxc[f"pca_{t['pc']}"] = t["point_pdbs"], t["cxc"]
+    return series, cxc
+
+
 def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
                  decoder: StructureDecoder | None = None, losses_csv=None, map_path=None,
-                 z_source=None, log: Callable[[str], None] = lambda msg: None) -> dict:
+                 z_source=None, log: Callable[[str], None] = lambda msg: None,
+                 frame: Frame | None = None, box_px: int | None = None,
+                 apix_A: float | None = None) -> dict:
     """Analyse ``z`` ``(N, zdim)`` into ``out_dir``; return the manifest (also written).
 
     Parameters
@@ -229,17 +274,20 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
     z : latents, row i ↔ star row i.
     out_dir : output folder (created).
     config : :class:`AnalysisConfig`.
-    decoder : structures for trajectories and centres; None writes no PDB/cxc (noted).
+    decoder : structures (box frame) for trajectories and centres; None writes no PDB/cxc (noted).
     losses_csv : the run's ``losses.csv`` for the training-curve figure (optional).
-    map_path : consensus map for the ``.cxc`` scripts (optional; its origin is checked).
+    map_path : map for the ``.cxc`` scripts, opened at its own origin (default: ``frame.map``).
     z_source : where z came from, recorded in the manifest.
     log : called with each note/warning as it arises.
+    frame : the run's user frame (default: the identity); models are written in it.
+    box_px, apix_A : the run's training box and pixel size, recorded in the manifest.
 
     Raises
     ------
     InputError : bad z, k, points or map.
     """
     z = check_latent(z, str(z_source or "z"))
+    frame = frame or Frame()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     old = read_manifest(out)
@@ -251,14 +299,11 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
     trajs = [pc_trajectory(z, pca, pc, config.n_points, config.percentiles)
              for pc in range(1, n_pcs + 1)]
     states = kmeans_states(z, config.k, config.random_state, config.kmeans_n_init)
-    map_check = check_map_origin(map_path) if map_path else None
-    if map_check is not None and map_check.warning:
-        notes.append("WARNING: " + map_check.warning)
+    map_used, map_info = _map_entry(map_path, frame, notes)
     if decoder is None:
         notes.append("no decoder: PDB models and ChimeraX scripts were not written")
     w = _Writer(out)
     manifest = {
-        "schema": SCHEMA, "engine_version": __version__,
         "z": {"source": str(Path(z_source).resolve()) if z_source else None,
               "n_particles": int(len(z)), "zdim": int(z.shape[1])},
         "config": asdict(config),
@@ -266,19 +311,15 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
                 "mean": pca.mean.tolist(), "components": pca.components.tolist(),
                 "explained_variance": pca.explained_variance.tolist(),
                 "explained_variance_ratio": pca.explained_variance_ratio.tolist()},
-        "trajectories": [_trajectory_outputs(w, t, decoder, map_check) for t in trajs],
-        "kmeans": _kmeans_outputs(w, states, decoder, map_check),
-        "map": None if map_check is None else {
-            "path": str(map_check.path), "box": map_check.box,
-            "voxel_size_A": map_check.voxel_size_A, "origin_A": map_check.origin_A.tolist(),
-            "centred": map_check.centred},
-        "structures": decoder is not None,
+        "trajectories": [_trajectory_outputs(w, t, decoder, frame, map_used) for t in trajs],
+        "kmeans": _kmeans_outputs(w, states, decoder, frame, map_used),
+        "map": map_info, "structures": decoder is not None,
     }
     manifest["figures"] = _figures(w, pca, states, trajs, losses_csv, notes)
     manifest["umap"] = _umap(w, z, states, config, notes)
     manifest["notes"] = list(notes)
-    manifest["files"] = sorted(set(w.files))
-    text = json.dumps(manifest, indent=2) + "\n"
-    write_text_atomic(out / MANIFEST, text)
-    _remove_stale(out, old, manifest["files"] + [MANIFEST])
-    return json.loads(text)
+    _remove_stale(out, old, w.files + [MANIFEST])
+    series, cxc = _series(manifest)
+    written = write_manifest(out, "analysis", "finished", box_px, apix_A, frame=frame,
+                             series=series, cxc=cxc, **manifest)
+    return json.loads(json.dumps(written, default=str))

@@ -7,15 +7,17 @@
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InputError
+from ..geometry.frames import Frame
 from .pca import check_latent
 from .report import read_manifest
 
-__all__ = ["run_latent_path", "analysis_dir", "load_latent", "load_pc_scores"]
+__all__ = ["run_latent_path", "analysis_dir", "load_latent", "load_pc_scores", "RunInfo", "run_info"]
 
 Z_NAME = "z.npy"
 ANALYSIS = "analysis"
@@ -37,6 +39,23 @@ def run_latent_path(run_dir, z_path=None) -> Path:
     if not p.is_file():
         raise InputError(f"{run}: holds no {name} (has training written one yet?); pass --z")
     return p
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the analysis takes from a training run's manifest: the user frame of its models
+    (:class:`~cryostar_engine.geometry.frames.Frame`), its box (px) and pixel size (Å)."""
+
+    frame: Frame = Frame()
+    box_px: int | None = None
+    apix_A: float | None = None
+
+
+def run_info(run_dir) -> RunInfo:
+    """:class:`RunInfo` from ``RUN/manifest.json``; the identity frame when there is none."""
+    man = read_manifest(run_dir) or {}
+    return RunInfo(frame=Frame.from_json(man.get("frame")), box_px=man.get("box_px"),
+                   apix_A=man.get("apix_A"))
 
 
 def analysis_dir(run_dir) -> Path:

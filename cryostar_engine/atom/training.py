@@ -36,6 +36,7 @@ from .memory import check_gpu_memory, estimate_step_bytes
 from .networks import AtomVAE
 from .reference_init import fit_reference
 from ..data.prefetch import BatchPrefetcher
+from ..train.manifest import read_manifest, write_manifest
 from .step import (AtomStepSetup, LossSettings, atom_losses, fp16_loss_scaler, restraint_tensors,
                    train_step)
 
@@ -176,16 +177,13 @@ def _evaluate(cfg, p: _Parts, run_dir, step, images_seen, log, status="running",
     save_z(run_dir, z)
     if last is not None:
         write_preview(run_dir / "preview.png", *last)
-    ds = p.inputs.dataset
-    write_json(run_dir / "manifest.json", {
-        "kind": "atom", "engine_version": __version__, "status": status, "step": step,
-        "images_seen": images_seen, "particles": len(ds), "box_px": ds.box, "apix_A": ds.apix,
-        "original_box_px": ds.meta.box, "original_apix_A": ds.meta.apix, "zdim": cfg.zdim,
-        "beads": len(p.inputs.reference.beads), "z": "z.npy", "config": "config.json",
-        "reference": REFERENCE_FILE, "losses": "losses.csv", "log": "run.log",
-        "checkpoints": "checkpoints", "preview": "preview.png" if (run_dir / "preview.png").is_file() else None,
-        "reference_shift_A": p.inputs.reference.shift_A.tolist(),
-    })
+    ds, ref = p.inputs.dataset, p.inputs.reference
+    write_manifest(run_dir, "atom", status, ds.box, ds.apix, frame=ref.frame,
+                   low_pass={"A": cfg.low_pass_A, "source": p.inputs.low_pass_source},
+                   step=step, images_seen=images_seen, particles=len(ds), original_box_px=ds.meta.box,
+                   original_apix_A=ds.meta.apix, zdim=cfg.zdim, beads=len(ref.beads), z="z.npy",
+                   config="config.json", reference=REFERENCE_FILE, losses="losses.csv", log="run.log",
+                   preview="preview.png" if (run_dir / "preview.png").is_file() else None)
     log.info("step %d: wrote z.npy (%d × %d)", step, *z.shape)
 
 
@@ -196,8 +194,11 @@ def _open_run(cfg: AtomConfig, p: _Parts, ctx: DistContext):
         try:
             run_dir = prepare_run_dir(cfg.out, "atom", resume=cfg.resume, overwrite=cfg.overwrite)
             write_json(run_dir / "config.json", cfg.to_json())
-            beads = p.inputs.reference.beads
-            write_beads_pdb(run_dir / REFERENCE_FILE, beads, beads.coords_A)
+            beads, frame = p.inputs.reference.beads, p.inputs.reference.frame
+            write_beads_pdb(run_dir / REFERENCE_FILE, beads, frame.to_user(beads.coords_A))   # user frame
+            if cfg.resume:       # the resumed config holds the resolved number: keep how it was found
+                p.inputs.low_pass_source = ((read_manifest(run_dir) or {}).get("low_pass") or {}).get(
+                    "source", p.inputs.low_pass_source)
         except InputError as err:
             error = err
     if not ctx.broadcast_flag(error is None, p.device):

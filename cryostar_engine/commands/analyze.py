@@ -4,8 +4,9 @@ Reads RUN/z.npy (one latent per particle, in star-file order) and writes into RU
 (or --out): PCA scores and explained variance; trajectories along PC1..--pcs (--points real
 particles from the 5th to the 95th percentile, through the mean); --k k-means states in
 dendrogram order with a label per particle (labels.npy, clusters 0..k-1, each particle's
-nearest state); decoded multi-model PDBs with ChimeraX .cxc movie scripts (over --map when
-given); z-point files (z_pca_K.txt, z_pca_K_ind.txt, z_kmeans.txt, z_kmeans_ind.txt); PNG
+nearest state); decoded multi-model PDBs (and one PDB per state / trajectory point) in the frame
+of the input model, with ChimeraX .cxc movie scripts over the run's map (or --map), opened at its
+own origin; z-point files (z_pca_K.txt, z_pca_K_ind.txt, z_kmeans.txt, z_kmeans_ind.txt); PNG
 figures; and manifest.json listing every output.  UMAP only when umap-learn is installed.
 
 Example usage:
@@ -19,7 +20,7 @@ import sys
 from pathlib import Path
 
 from ..analysis import (AnalysisConfig, StructureDecoder, analysis_dir, load_latent,
-                        read_manifest, run_analysis, run_latent_path)
+                        read_manifest, run_analysis, run_info, run_latent_path)
 
 
 def add_args(p):
@@ -29,8 +30,8 @@ def add_args(p):
     p.add_argument("--k", type=int, default=10, help="number of k-means states (default 10)")
     p.add_argument("--pcs", type=int, default=3, help="trajectories along PC1..PCS (default 3)")
     p.add_argument("--points", type=int, default=10, help="points per trajectory (default 10)")
-    p.add_argument("--map", help="consensus map (MRC) to show under the models in the .cxc "
-                                 "scripts; its origin should be -(D//2)*apix")
+    p.add_argument("--map", help="map (MRC) to show under the models in the .cxc scripts, opened "
+                                 "at its own origin (default: the map the run was trained with)")
     p.add_argument("--seed", type=int, default=0, help="k-means / UMAP random state (default 0)")
     p.add_argument("--no-structures", action="store_true",
                    help="skip decoding: no PDB models or .cxc scripts")
@@ -65,9 +66,11 @@ def main(args):
               "evaluation", file=sys.stderr)
     decoder = None if args.no_structures else obtain_decoder(run, args.device)
     out = Path(args.out) if args.out else analysis_dir(run)
+    info = run_info(run)
     man = run_analysis(z, out, config, decoder=decoder, losses_csv=run / "losses.csv",
                        map_path=args.map, z_source=z_path,
-                       log=lambda msg: print(f"analyze: {msg}", file=sys.stderr))
+                       log=lambda msg: print(f"analyze: {msg}", file=sys.stderr),
+                       frame=info.frame, box_px=info.box_px, apix_A=info.apix_A)
     ratio = man["pca"]["explained_variance_ratio"]
     print(f"{man['z']['n_particles']} particles, zdim {man['z']['zdim']}; explained variance: "
           + ", ".join(f"PC{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio[:5])))

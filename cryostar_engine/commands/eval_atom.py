@@ -1,8 +1,8 @@
 """Decode latent vectors to bead structures with a trained atom generator.
 
 Writes one model per row of Z (a .npy of shape (M, zdim)) into a multi-model PDB of beads
-(CA / C1') with the reference's chain ids, residue numbers and names, in the box-centred frame
-of the consensus map.
+(CA / C1') with the reference's chain ids, residue numbers and names, in the frame of the input
+model and map (the run manifest's "frame": the map it was docked into overlays them as it is).
 
 Example usage
 -------------
@@ -10,6 +10,7 @@ Example usage
 """
 import numpy as np
 
+from ..analysis import run_info
 from ..atom.evaluate import load_decoder
 from ..errors import InputError
 from ..io.pdb import write_beads_pdb
@@ -29,5 +30,5 @@ def main(args):
     decode, beads = load_decoder(args.run)
     if z.ndim == 1:
         z = z[None]
-    write_beads_pdb(args.out, beads, decode(z))
+    write_beads_pdb(args.out, beads, run_info(args.run).frame.to_user(decode(z)))
     print(f"wrote {len(z)} model(s) of {len(beads)} beads to {args.out}")
