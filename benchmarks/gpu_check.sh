@@ -16,7 +16,7 @@
 #   1. the device, torch and its CUDA build, bf16 support;
 #   2. stage 1 on the bundled AdK set on CUDA with --precision auto (bf16 on an H100), fp16
 #      (the dynamic loss scale) and fp32: finished, wall time, |corr(PC1, true frame)|;
-#   3. eval-atom and analyze on CUDA;
+#   3. analyze on CUDA (decoding);
 #   4. stage 2 on CUDA (bf16), a short run, then eval-density;
 #   5. the throughput grid (images/s and peak memory of a full training step, seconds per
 #      volume) against the targets in benchmarks/throughput.py.
@@ -67,7 +67,7 @@ for prec in auto fp16 fp32; do
     score "$OUT/atom_$prec"
 done
 
-STEP "3. eval-atom and analyze on CUDA"
+STEP "3. analyze on CUDA (decodes the k-means and PC models)"
 $ENGINE analyze --run "$OUT/atom_auto" --device cuda 2>&1 | tail -n 4
 
 STEP "4. stage 2 on CUDA"
