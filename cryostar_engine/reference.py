@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import InputError
-from .geometry.frames import Frame, frame_problem, map_frame_offset, map_size_problem
+from .geometry.frames import Frame, frame_problem, map_size_problem
 from .io.mrc import MapData
 from .io.pdb import Beads, read_beads
 
@@ -39,15 +39,6 @@ class Placement:
     notes: list[str]
 
 
-def _frame_of(map_data: MapData | None, map_path) -> Frame:
-    if map_data is None:
-        return Frame()
-    shift = -map_frame_offset(map_data.origin_A, map_data.data.shape[-1], map_data.voxel_size_A)
-    return Frame(shift_A=tuple(float(v) for v in shift), source="map",
-                 map=str(Path(map_path).resolve()) if map_path else None,
-                 map_origin_A=tuple(float(v) for v in map_data.origin_A))
-
-
 def place_model(model_path, box: int, apix: float, map_data: MapData | None = None,
                 map_path=None) -> Placement:
     """Read the model and move it into the box frame (by the map's origin when a map is given).
@@ -64,7 +55,7 @@ def place_model(model_path, box: int, apix: float, map_data: MapData | None = No
     InputError : only for an unreadable model (frame problems are returned in ``error``).
     """
     beads = read_beads(model_path)
-    frame = _frame_of(map_data, map_path)
+    frame = Frame() if map_data is None else Frame.from_map(map_data, map_path)
     notes = []
     error = None
     if map_data is None:

@@ -82,7 +82,7 @@ def run(tmp_path_factory, z_path):
 def _scores(run_dir, ideal_lp):
     man = json.loads((run_dir / "manifest.json").read_text())
     plain, aniso = [], []
-    for name in man["series"]["kmeans"]["volumes"]:
+    for name in man["series"]["kmeans"]:
         v = _lowpass(read_map(run_dir / name).data)
         plain.append(_corr(v, ideal_lp))
         aniso.append(_corr(_anisotropic(v), _anisotropic(ideal_lp)))
@@ -112,11 +112,11 @@ def test_volumes_follow_the_latent(run):
     highest to the open frame 97 (bead maps of the true Cα models)."""
     man = json.loads((run / "manifest.json").read_text())
     gt = np.load(ADK_GT_FRAME)
-    frames = gt[np.array(man["series"]["kmeans"]["star_rows"])]
+    frames = gt[np.array(man["latents"]["kmeans"]["star_rows"])]
     ca = torch.as_tensor(np.load(ADK_DIMS_CA), dtype=torch.float64)
     beads = {f: _lowpass(bead_density(ca[f], torch.ones(ca.shape[1], dtype=torch.float64), 2.0,
                                       BOX, APIX)) for f in (0, 97)}
-    first, last = (_lowpass(read_map(run / man["series"]["kmeans"]["volumes"][i]).data)
+    first, last = (_lowpass(read_map(run / man["series"]["kmeans"][i]).data)
                    for i in (np.argmin(frames), np.argmax(frames)))
     assert frames.min() < 20 and frames.max() > 77
     assert _corr(first, beads[0]) > _corr(first, beads[97]) + 0.03
@@ -125,11 +125,12 @@ def test_volumes_follow_the_latent(run):
 
 def test_volumes_have_the_voxel_size_and_origin_of_the_reference_frame(run):
     man = json.loads((run / "manifest.json").read_text())
-    assert man["box"] == BOX and man["apix"] == pytest.approx(APIX)
+    assert man["box_px"] == BOX and man["apix_A"] == pytest.approx(APIX)
+    assert man["frame"]["source"] == "as-is"      # no --map and no stage-1 run next to --z
     assert man["origin_A"] == pytest.approx([-(BOX // 2) * APIX] * 3)
     assert man["f_std"] > 0 and "f_std" in man["units"]
     ideal = read_map(ADK_MAP)
-    vols = [v for s in man["series"].values() for v in s["volumes"]]
+    vols = [v for s in man["series"].values() for v in s]
     assert len(vols) == 10 + 3 * 10
     for name in vols:
         with mrcfile.open(run / name) as m:
@@ -145,29 +146,34 @@ def test_manifest_tables_and_chimerax_script(run):
     man = json.loads((run / "manifest.json").read_text())
     assert set(man["series"]) == {"kmeans", "pca_1", "pca_2", "pca_3"}
     z = np.load(run / "z.npy")
-    for name, s in man["series"].items():
+    for name, s in man["latents"].items():
         zt = np.loadtxt(run / s["z"], ndmin=2)
         rows = np.loadtxt(run / s["indices"], dtype=int)
         assert np.allclose(zt, z[rows], atol=1e-5) and rows.tolist() == s["star_rows"]
-    for key in ("weights", "config", "z", "losses", "chimerax"):
-        assert (run / man["files"][key]).is_file()
+    for key in ("weights", "config", "z", "losses"):
+        assert (run / man["outputs"][key]).is_file()
+    assert man["cxc"] == {"volumes": "volumes.cxc"} and man["status"] == "finished"
+    on_disk = sorted(p.relative_to(run).as_posix() for p in run.rglob("*") if p.is_file())
+    assert man["files"] == on_disk and man["checkpoints"][-1] in on_disk
     assert man["config"]["hidden"] == 128 and man["images_seen"] == 10 * 384
-    lines = [ln for ln in (run / "volumes.cxc").read_text().splitlines() if ln.startswith("open")]
+    text = (run / "volumes.cxc").read_text()
+    lines = [ln for ln in text.splitlines() if ln.startswith("open")]
     assert len(lines) == 4
     for line, (name, s) in zip(lines, man["series"].items()):
         words = line.split()
         assert words[-2:] == ["vseries", "true"]
-        assert sorted(glob.glob(str(run / words[1]))) == [str(run / v) for v in s["volumes"]]
+        assert sorted(glob.glob(str(run / words[1]))) == [str(run / v) for v in s]
+    assert "\nhide #2-4 models\n" in text       # one series shown at a time
 
 
 def test_eval_density_gives_one_volume_per_row_in_order(run, tmp_path):
     man = json.loads((run / "manifest.json").read_text())
-    z = np.load(run / "z.npy")[man["series"]["kmeans"]["star_rows"][::-1][:3]]
+    z = np.load(run / "z.npy")[man["latents"]["kmeans"]["star_rows"][::-1][:3]]
     np.save(tmp_path / "pts.npy", z)
     out = tmp_path / "vols"
     assert cli(["eval-density", "--run", str(run), "--z", str(tmp_path / "pts.npy"),
                 "--out", str(out), "--device", "cpu"]) == 0
-    expected = man["series"]["kmeans"]["volumes"][::-1][:3]
+    expected = man["series"]["kmeans"][::-1][:3]
     for i, name in enumerate(expected):
         with mrcfile.open(out / f"vol_{i:03d}.mrc") as got, mrcfile.open(run / name) as ref:
             assert np.allclose(got.data, ref.data, atol=1e-6)

@@ -6,6 +6,9 @@ Layout of ``RUN/`` (all written atomically)::
     z_kmeans.txt  z_kmeans_ind.txt  vol_kmeans_000.mrc …
     z_pca_1.txt   z_pca_ind_1.txt   vol_pca_1_000.mrc …   (PCs 1…3)
     volumes.cxc   manifest.json
+
+Volumes carry the header origin of the user frame (:mod:`cryostar_engine.geometry.frames`), so
+they overlay the input model and map; ``volumes.cxc`` shows one series at a time.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..analysis.chimerax import quote
 from ..io.atomic import atomic_path, write_text_atomic
 from .latents import LatentSeries
 
@@ -49,21 +53,30 @@ def write_npy(path, array: np.ndarray) -> None:
         np.save(fh, array)     # a file object: np.save would append ".npy" to a bare name
 
 
-def chimerax_script(series_files: dict[str, list[str]]) -> str:
-    """A ``.cxc`` that opens each series as a volume series (``vseries true``).
+def chimerax_script(series_files: dict[str, list[str]], map_path: str | None = None) -> str:
+    """A ``.cxc`` that opens each series as one volume series (``vseries true``), model #1, #2, …
+    in the order of ``series_files``, and shows only the first.
 
     ChimeraX runs a ``.cxc`` from its own folder, so the relative patterns work wherever the run
-    folder is moved.  The maps carry origin ``-(D′//2)·apix′`` and overlay the reference model
-    and the consensus map without any move.
+    folder is moved.  The maps carry the header origin of the user frame and overlay the input
+    model and map without any move.  Only commands valid in ``chimerax --nogui`` are used; the
+    GUI-only slider is offered as a comment.
     """
-    lines = ["# CryoSTAR density generator: each series opens as one volume series;",
-             "# play it with the slider or 'vseries play #N'.  Maps are in the box-centred frame",
-             "# of the reference model and the consensus map (origin -(D//2)*apix)."]
-    for name, files in series_files.items():
-        if files:
-            lines.append(f"open vol_{name}_*.mrc vseries true")
+    names = [name for name, files in series_files.items() if files]
+    lines = ["# CryoSTAR density generator: one volume series per set of latent points",
+             "# (" + ", ".join(f"#{i} {n}" for i, n in enumerate(names, start=1)) + ").",
+             "# Only #1 is shown; to see another, e.g. #2:  hide #1 models; show #2 models",
+             "# Play the shown series with:  vseries play #1 loop true",
+             "# (in the ChimeraX window also:  vseries slider #1)",
+             "# The volumes are in the frame of the input model and map (they overlay both)."]
+    if map_path:
+        lines.append(f"# The input map:  open {quote(map_path)}")
+    lines += [f"open vol_{name}_*.mrc vseries true" for name in names]
+    if len(names) > 1:
+        lines.append(f"hide #2-{len(names)} models")
+    lines.append("view")
     return "\n".join(lines) + "\n"
 
 
-def write_chimerax_script(path, series_files: dict[str, list[str]]) -> None:
-    write_text_atomic(path, chimerax_script(series_files))
+def write_chimerax_script(path, series_files: dict[str, list[str]], map_path: str | None = None) -> None:
+    write_text_atomic(path, chimerax_script(series_files, map_path))

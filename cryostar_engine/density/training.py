@@ -45,7 +45,7 @@ from .hartley import HalfGrid, half_grid
 from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
-from .results import write_outputs
+from .results import density_frame, write_outputs
 from .step import StepSetup, train_step
 
 __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
@@ -228,6 +228,7 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
     outputs (volumes, manifest) are written when ``finished``, by rank 0 under ``torchrun``.
     """
     inputs = load_inputs(config)
+    frame = density_frame(config, inputs.meta.box, inputs.meta.apix)    # the volumes' user frame
     ctx, device_name = init_distributed(config.device)
     try:
         device = resolve_device(device_name)     # a missing GPU is reported before any output
@@ -253,7 +254,7 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
     if finished and ctx.is_main:     # after the process group is gone: no collective timeouts
         trained = TrainedDensity(trainer.model, config, trainer.inputs.box, trainer.inputs.apix,
                                  trainer.f_std, int(trainer.z.shape[1]))
-        write_outputs(run_dir, trained, inputs.z, trainer.state, log)
+        write_outputs(run_dir, trained, inputs.z, trainer.state, log, frame)
     return run_dir, finished
 
 

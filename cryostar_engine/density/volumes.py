@@ -1,8 +1,8 @@
 """Volumes from the density generator: evaluate the half-ball in chunks, assemble, inverse FFT.
 
-A volume is ``[z, y, x]`` on the working box D′ with voxel ``i`` at ``(i - D′//2)·apix′`` Å
-(origin ``-(D′//2)·apix′`` in the MRC header), so it overlays the reference model and the
-consensus map.  Values are in normalised image units: a ray sum of the volume equals the
+A volume is ``[z, y, x]`` on the working box D′ with voxel ``D′//2`` at the box centre; it is
+written with the header origin of the user frame (``Frame.volume_origin_A``: ``-(D′//2)·apix′ -
+shift_A``), so it overlays the input model and consensus map.  Values are in normalised image units: a ray sum of the volume equals the
 CTF-free particle image divided by ``f_std`` (multiply by ``f_std`` for the input's intensity
 units).  The transform is zero outside the ball of radius ``mask_radius·D′/2`` voxels.
 """
@@ -59,11 +59,12 @@ class VolumeRenderer:
         """``(D, D, D)`` float32 real-space volume ``[z, y, x]`` for one latent."""
         return ifft3c(self.fourier(z)).real.float().cpu().numpy()
 
-    def write(self, zs: np.ndarray, paths, apix: float) -> list[Path]:
+    def write(self, zs: np.ndarray, paths, apix: float, origin_A=None) -> list[Path]:
         """Write one MRC per row of ``zs`` ``(n, z_dim)`` to ``paths`` (atomic), voxel ``apix`` Å,
-        origin ``-(D′//2)·apix``; return the paths."""
+        header origin ``origin_A`` (x, y, z, Å; default ``-(D′//2)·apix``, the box frame);
+        return the paths."""
         out = []
         for z, path in zip(np.asarray(zs, dtype=np.float32), paths):
-            write_mrc(path, self.volume(z), apix)
+            write_mrc(path, self.volume(z), apix, origin_A=origin_A)
             out.append(Path(path))
         return out

@@ -24,6 +24,7 @@ its beads outside the box.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -67,6 +68,15 @@ class Frame:
                 "map": self.map,
                 "map_origin_A": None if self.map_origin_A is None else
                 [float(v) for v in self.map_origin_A]}
+
+    @classmethod
+    def from_map(cls, map_data, map_path=None) -> "Frame":
+        """The frame of a model docked into ``map_data`` (a :class:`~cryostar_engine.io.MapData`,
+        read from ``map_path``): ``shift_A = -(origin + (Dm//2)·apix)``."""
+        shift = -map_frame_offset(map_data.origin_A, map_data.data.shape[-1], map_data.voxel_size_A)
+        return cls(shift_A=tuple(float(v) for v in shift), source="map",
+                   map=str(Path(map_path).resolve()) if map_path else None,
+                   map_origin_A=tuple(float(v) for v in map_data.origin_A))
 
     @classmethod
     def from_json(cls, data: dict | None) -> "Frame":
