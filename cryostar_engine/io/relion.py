@@ -84,6 +84,9 @@ def read_star_tables(star_path) -> tuple[pd.DataFrame | None, pd.DataFrame]:
     except Exception as err:  # starfile raises assorted parser errors
         raise InputError(f"{star_path}: not a readable STAR file ({err})") from None
     blocks = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
+    if not blocks:
+        raise InputError(f"{star_path}: not a STAR file with a table (no data_ block with a loop_); "
+                         "give the RELION particle STAR file (e.g. Refine3D run_data.star)")
     if "particles" in blocks:
         particles = blocks["particles"]
     elif len(blocks) == 1 or "" in blocks:
