@@ -16,6 +16,7 @@ from cryostar_engine.analysis import AnalysisConfig, StructureDecoder, run_analy
 from cryostar_engine.commands import analyze
 from cryostar_engine.errors import InputError
 from cryostar_engine.geometry.frames import Frame
+from test_chimerax_scripts import check_cxc_file
 from cryostar_engine.io import read_beads
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -166,6 +167,8 @@ def test_cxc_scripts_open_models_over_the_map(analysed):
         assert (out / path).is_file()
     km = (out / "kmeans.cxc").read_text()
     assert "coordset #2 1,10 " in km and "kmeans.pdb" in km
+    for name in man["cxc"].values():                      # runs with and without a GUI
+        assert check_cxc_file(out / name) == [], name
 
 
 def test_models_are_written_in_the_frame_of_a_corner_origin_map(tmp_path, latents, decoder):

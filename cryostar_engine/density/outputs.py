@@ -73,7 +73,7 @@ def chimerax_script(series_files: dict[str, list[str]], map_path: str | None = N
         lines.append(f"# The input map:  open {quote(map_path)}")
     lines += [f"open vol_{name}_*.mrc vseries true" for name in names]
     if len(names) > 1:
-        lines.append(f"hide #2-{len(names)} models")
+        lines.append("hide #2 models" if len(names) == 2 else f"hide #2-{len(names)} models")
     lines.append("view")
     return "\n".join(lines) + "\n"
 
