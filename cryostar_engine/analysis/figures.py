@@ -13,13 +13,16 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from ..io.atomic import atomic_path
 
 __all__ = ["cluster_colors", "plot_pc_scatter", "plot_pc_density", "plot_explained_variance",
-           "plot_cluster_populations", "plot_training_curves", "plot_embedding", "read_losses"]
+           "plot_cluster_populations", "plot_training_curves", "plot_embedding", "read_losses",
+           "LOSS_TERMS", "pc_scatter_figure", "pc_density_figure", "training_curves_figure"]
 
 DPI = 200
+LEGEND_FONT = 9
 # trajectories in black, told apart by line style and marker, so they never clash with clusters
 TRAJ_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
 
@@ -66,12 +69,27 @@ def _overlay(ax, centres_xy, trajectories_xy, two_d: bool) -> None:
                 markeredgewidth=0.9)
         ax.annotate("", xy=(pts[-1, 0], y[-1]), xytext=(pts[-2, 0], y[-2]), zorder=4,
                     arrowprops=dict(arrowstyle="-|>", color="black", lw=1.3))
-    if trajectories_xy:
-        ax.legend(loc="best", fontsize=7, framealpha=0.85, edgecolor="none")
 
 
-def plot_pc_scatter(path, scores, ratio, labels, centres_xy, trajectories_xy) -> Path:
-    """PC1 vs PC2 scatter coloured by cluster, with centres (numbered) and trajectories.
+def _centre_handle():
+    return Line2D([], [], ls="none", marker="o", ms=9, color="0.8", markeredgecolor="black",
+                  label="k-means centres (numbered)")
+
+
+def _legend_below(fig, ax, extra=()) -> None:
+    """The axes' legend entries (trajectories) plus ``extra`` handles, below the axes (outside
+    them, so no point or contour is hidden), font ≥ 9 pt."""
+    handles, labels = ax.get_legend_handles_labels()
+    handles += [h for h in extra]
+    labels += [h.get_label() for h in extra]
+    if handles:
+        fig.legend(handles, labels, loc="outside lower center", ncol=min(2, len(handles)),
+                   fontsize=LEGEND_FONT, frameon=False)
+
+
+def pc_scatter_figure(scores, ratio, labels, centres_xy, trajectories_xy) -> Figure:
+    """PC1 vs PC2 scatter coloured by cluster, with centres (numbered) and trajectories (legend
+    below the axes).
 
     Parameters
     ----------
@@ -81,7 +99,7 @@ def plot_pc_scatter(path, scores, ratio, labels, centres_xy, trajectories_xy) ->
     centres_xy : ``(k, ≥1)`` centre scores.
     trajectories_xy : list of ``(pc, (P, ≥1) scores)`` for each trajectory.
     """
-    fig = _new()
+    fig = _new((5.0, 4.6))
     ax = fig.add_subplot()
     k = len(centres_xy)
     colors = cluster_colors(k)
@@ -98,8 +116,14 @@ def plot_pc_scatter(path, scores, ratio, labels, centres_xy, trajectories_xy) ->
         ax.set_ylabel("particles")
     _overlay(ax, centres_xy, trajectories_xy, two_d)
     ax.set_xlabel(_axis_label(ratio, 0))
-    ax.set_title(f"Latent space: {len(scores):,} particles, {k} k-means states", fontsize=9)
-    return _save(fig, path)
+    ax.set_title(f"Latent space: {len(scores):,} particles, {k} k-means states", fontsize=10)
+    _legend_below(fig, ax, [_centre_handle()])
+    return fig
+
+
+def plot_pc_scatter(path, scores, ratio, labels, centres_xy, trajectories_xy) -> Path:
+    """:func:`pc_scatter_figure` saved as a PNG at ``path`` (returned)."""
+    return _save(pc_scatter_figure(scores, ratio, labels, centres_xy, trajectories_xy), path)
 
 
 def _smoothed_density(x, y, bins: int = 200):
@@ -127,12 +151,13 @@ def _enclosing_levels(dens: np.ndarray, fractions) -> np.ndarray:
     return np.unique(np.asarray(levels))
 
 
-def plot_pc_density(path, scores, ratio, centres_xy, trajectories_xy) -> Path:
+def pc_density_figure(scores, ratio, centres_xy, trajectories_xy) -> Figure:
     """Smoothed particle density of PC1/PC2 (Gaussian-smoothed 2-D histogram, contours) with
     centres and trajectories; a 1-D histogram when there is only one PC."""
-    fig = _new((5.4, 4.2))
+    fig = _new((5.4, 4.6))
     ax = fig.add_subplot()
     two_d = scores.shape[1] >= 2
+    extra = []
     if two_d:
         dens, extent = _smoothed_density(scores[:, 0], scores[:, 1])
         im = ax.imshow(dens, origin="lower", extent=extent, aspect="auto", cmap="magma_r",
@@ -142,16 +167,23 @@ def plot_pc_density(path, scores, ratio, centres_xy, trajectories_xy) -> Path:
             ax.contour(dens, levels=levels, extent=extent, colors="0.25", linewidths=0.5,
                        origin="lower")
         fig.colorbar(im, ax=ax, label="particle density (per unit PC area)")
-        ax.text(0.01, 0.01, "contours enclose 95, 75, 50, 25 % of particles", fontsize=6,
-                transform=ax.transAxes, color="0.25")
+        if len(levels) > 1:
+            extra.append(Line2D([], [], color="0.25", lw=0.8,
+                                label="contours enclose 95, 75, 50, 25 % of particles"))
         ax.set_ylabel(_axis_label(ratio, 1))
     else:
         ax.hist(scores[:, 0], bins=60, color="0.4")
         ax.set_ylabel("particles")
     _overlay(ax, centres_xy, trajectories_xy, two_d)
     ax.set_xlabel(_axis_label(ratio, 0))
-    ax.set_title("Particle density in latent space", fontsize=9)
-    return _save(fig, path)
+    ax.set_title("Particle density in latent space", fontsize=10)
+    _legend_below(fig, ax, [_centre_handle()] + extra)
+    return fig
+
+
+def plot_pc_density(path, scores, ratio, centres_xy, trajectories_xy) -> Path:
+    """:func:`pc_density_figure` saved as a PNG at ``path`` (returned)."""
+    return _save(pc_density_figure(scores, ratio, centres_xy, trajectories_xy), path)
 
 
 def plot_explained_variance(path, ratio) -> Path:
@@ -213,8 +245,30 @@ def read_losses(path) -> dict:
     return {c: v[order] for c, v in cols.items()}
 
 
-def plot_training_curves(path, losses: dict) -> Path | None:
-    """One panel per loss term against the step: raw values (light) and a moving average.
+#: Title and y-axis label (with its unit) of each ``losses.csv`` column; see atom/losses.py and
+#: density/step.py for the definitions.  A column not listed is shown under its own name.
+LOSS_TERMS = {
+    "loss": ("Total loss (weighted sum of the terms)", "loss (dimensionless)"),
+    "image": ("Image term: −correlation with the particles", "−normalised cross-correlation"),
+    "continuity": ("Chain continuity (consecutive beads)", "mean squared deviation (Å²)"),
+    "elastic": ("Elastic network (flat-bottom)", "mean squared deviation (Å²)"),
+    "clash": ("Clashes (beads closer than the minimum)", "mean squared overlap (Å²)"),
+    "kl": ("KL divergence of q(z|x) from N(0, I)", "nats per dimension (≥ free bits)"),
+}
+#: The density generator writes one column, ``loss``: its Fourier-space error.
+DENSITY_LOSS = ("Fourier-space error of the predicted images", "mean squared error (normalised)")
+
+
+def _term_labels(name: str, terms: list) -> tuple:
+    if name == "loss" and terms == ["loss"]:
+        return DENSITY_LOSS
+    return LOSS_TERMS.get(name, (name.replace("_", " "), "value"))
+
+
+def training_curves_figure(losses: dict) -> Figure | None:
+    """One panel per loss term against the training step: each step's value (light) and its
+    running mean (dark), explained in a legend below the panels; titles and y-axis units from
+    :data:`LOSS_TERMS` (the density generator's single ``loss`` column: :data:`DENSITY_LOSS`).
 
     ``losses`` as returned by :func:`read_losses`; returns None when there is nothing to plot.
     """
@@ -224,24 +278,41 @@ def plot_training_curves(path, losses: dict) -> Path | None:
         return None
     ncol = min(3, len(terms))
     nrow = -(-len(terms) // ncol)
-    fig = _new((3.2 * ncol, 2.5 * nrow))
+    fig = _new((3.6 * ncol, 2.7 * nrow + 0.7))
     step = losses["step"]
     win = max(1, len(step) // 50)
+    handles = []
     for i, name in enumerate(terms):
         ax = fig.add_subplot(nrow, ncol, i + 1)
         y = losses[name]
-        ax.plot(step, y, color="#4c72b0", alpha=0.3, lw=0.8)
         ok = np.isfinite(y)
-        if win > 1 and ok.sum() > win:
+        smoothed = win > 1 and ok.sum() > win
+        raw, = ax.plot(step, y, color="#4c72b0", alpha=0.3 if smoothed else 1.0, lw=0.8,
+                       label="value at each step")
+        handles = handles or [raw]
+        if smoothed:
             smooth = np.convolve(y[ok], np.ones(win) / win, mode="valid")
-            ax.plot(step[ok][win - 1:], smooth, color="#4c72b0", lw=1.5)
+            mean, = ax.plot(step[ok][win - 1:], smooth, color="#4c72b0", lw=1.5,
+                            label=f"running mean over {win} steps")
+            handles = [raw, mean]
         pos = y[ok & (y > 0)]
         if len(pos) == ok.sum() and len(pos) > 1 and pos.max() / pos.min() > 100:
             ax.set_yscale("log")
-        ax.set_title(name, fontsize=9)
-        ax.set_xlabel("step", fontsize=8)
-        ax.tick_params(labelsize=7)
-    return _save(fig, path)
+        title, unit = _term_labels(name, terms)
+        ax.set_title(title, fontsize=9)
+        ax.set_ylabel(unit, fontsize=8)
+        ax.set_xlabel("training step", fontsize=8)
+        ax.tick_params(labelsize=7.5)
+    fig.suptitle(f"Training curves ({int(step[-1]):,} steps)", fontsize=10)
+    fig.legend(handles, [h.get_label() for h in handles], loc="outside lower center",
+               ncol=len(handles), fontsize=LEGEND_FONT, frameon=False)
+    return fig
+
+
+def plot_training_curves(path, losses: dict) -> Path | None:
+    """:func:`training_curves_figure` saved as a PNG at ``path`` (returned, or None)."""
+    fig = training_curves_figure(losses)
+    return None if fig is None else _save(fig, path)
 
 
 def plot_embedding(path, xy, labels, method: str = "UMAP") -> Path:
