@@ -128,7 +128,8 @@ def _per_particle(particles, optics, column, star_path, default=None, notes=None
             notes.append(note)
         return values
     if default is None:
-        raise InputError(f"{star_path}: no {column} in the particles or the optics table")
+        raise InputError(f"{star_path}: no _{column} in data_particles or data_optics; add it "
+                         "(RELION 3.1+: to data_optics)")
     return np.full(len(particles), float(default))
 
 
