@@ -49,9 +49,10 @@ trainer = dict(max_steps={steps!r}, max_epochs=10**6, devices=1, precision="32",
 
 OURS = '''import sys
 from cryostar_engine.density import DensityConfig, train_density
-cfg = DensityConfig(particles=sys.argv[1], z_path=sys.argv[2], batch_size=int(sys.argv[4]),
+cfg = DensityConfig(particles=sys.argv[1], z_path=sys.argv[2], batch=int(sys.argv[4]),
                     epochs=1000, device="cpu", threads=int(sys.argv[5]), precision=sys.argv[6],
-                    debug_stop_after_steps=int(sys.argv[7]), compile=sys.argv[8] == "1")
+                    debug_stop_after_steps=int(sys.argv[7]),
+                    compile="on" if sys.argv[8] == "1" else "off")
 train_density(cfg, sys.argv[3], overwrite=True)
 '''
 

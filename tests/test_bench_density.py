@@ -26,7 +26,7 @@ def test_budget_stops_with_a_checkpoint_and_subset_keeps_rows(tmp_path):
     assert np.array_equal(np.load(z_path), z[:40])
 
     cfg = DensityConfig(particles=str(star), z_path=str(z_path), epochs=10**6, device="cpu",
-                        threads=1, hidden=16, residual_layers=1, f_std_particles=8, batch_size=4)
+                        threads=1, hidden=16, residual_layers=1, f_std_particles=8, batch=4)
     run = tmp_path / "run"
     assert bd.train_for(cfg, run, minutes=4 / 60) is False           # stopped by the budget
     ckpt = load_latest_checkpoint(run)

@@ -26,7 +26,7 @@ from conftest import ADK_STAR, REPO
 
 from cryostar_engine.density import DensityConfig, build_model, train_density
 
-SETTINGS = dict(box=16, hidden=32, residual_layers=1, batch_size=55, lr=1e-3, device="cpu",
+SETTINGS = dict(box=16, hidden=32, residual_layers=1, batch=55, lr=1e-3, device="cpu",
                 seed=3, threads=1, precision="fp32")
 CLI = ["--box", "16", "--hidden", "32", "--residual-layers", "1", "--batch", "55", "--lr", "1e-3",
        "--device", "cpu", "--seed", "3", "--threads", "1", "--precision", "fp32"]
@@ -79,7 +79,7 @@ def test_two_processes_train_like_one_with_the_same_global_batch(tmp_path, z_pat
 
     # the tolerance discriminates: one process with a global batch of 56 instead of 55
     other, _ = train_density(DensityConfig(particles=str(ADK_STAR), z_path=str(z_path), epochs=3,
-                                           **{**SETTINGS, "batch_size": 56}), tmp_path / "b56")
+                                           **{**SETTINGS, "batch": 56}), tmp_path / "b56")
     assert _max_diff(torch.load(other / "weights.pt", weights_only=True)["model"], a) > 100 * TOL_WEIGHTS
 
     rows_a, rows_b = _losses(single), _losses(ddp)

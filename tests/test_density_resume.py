@@ -12,7 +12,7 @@ from cryostar_engine.cli import main as cli
 from cryostar_engine.density import DensityConfig, train_density
 from cryostar_engine.train import list_checkpoints
 
-TINY = dict(box=16, hidden=32, residual_layers=1, epochs=2, batch_size=64, lr=1e-3,
+TINY = dict(box=16, hidden=32, residual_layers=1, epochs=2, batch=64, lr=1e-3,
             device="cpu", seed=3, n_clusters=2, n_pcs=1, n_pc_points=2, threads=1)
 STEPS_PER_EPOCH = 6      # 384 particles / 64
 

@@ -21,7 +21,7 @@ from cryostar_engine.physics import fourier_crop_volume, gaussian_lowpass_volume
 from cryostar_engine.physics.render import bead_density
 
 BOX, APIX = 32, 3.0
-SMALL = dict(box=BOX, hidden=128, residual_layers=2, epochs=10, batch_size=16, lr=1e-3,
+SMALL = dict(box=BOX, hidden=128, residual_layers=2, epochs=10, batch=16, lr=1e-3,
              device="cpu", seed=0, threads=1)   # one thread: ~15 CPU-s per run, robust when shared
 CLI_SMALL = ["--box", "32", "--hidden", "128", "--residual-layers", "2", "--epochs", "10",
              "--batch", "16", "--lr", "1e-3", "--device", "cpu", "--seed", "0", "--threads", "1"]

@@ -23,11 +23,14 @@ ARGS = ["train-atom", "--particles", str(ADK_STAR), "--model", str(ADK_REF), "--
         "--checkpoint-every", "10"]
 
 
-def torchrun(*args):
+def torchrun(*args, hooks=None):
+    """Run the CLI on 2 processes; ``hooks``: environment variables of the test hooks."""
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
            "-m", "cryostar_engine", *args]
-    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True,
-                            env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
+    if hooks:
+        env.update(hooks)
+    result = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     return result
 
@@ -36,7 +39,7 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     single = tmp_path / "single"
     assert main(ARGS + ["--out", str(single)]) == 0
     double = tmp_path / "ddp"
-    torchrun(*ARGS, "--out", str(double), "--stop-after-steps", "20")
+    torchrun(*ARGS, "--out", str(double), hooks={"CRYOSTAR_TEST_STOP_AFTER_STEPS": "20"})
     torchrun("train-atom", "--out", str(double), "--resume")
     a, b = np.load(single / "z.npy"), np.load(double / "z.npy")
     assert a.shape == b.shape == (384, 8)

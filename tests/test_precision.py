@@ -31,8 +31,10 @@ def test_gpu_precision_choice():
 def parts():
     torch.set_num_threads(2)
     seed_everything(0)
-    cfg = AtomConfig(particles=str(ADK_STAR), model=str(ADK_REF), out="unused", batch=16, lr=0.0)
+    cfg = AtomConfig(particles=str(ADK_STAR), model=str(ADK_REF), out="unused", batch=16)
     p = _build(cfg, torch.device("cpu"))
+    for group in p.optimizer.param_groups:      # lr 0 (refused as a setting): nothing moves
+        group["lr"] = 0.0
     with torch.no_grad():                       # away from the zero-displacement start
         gen = torch.Generator().manual_seed(1)
         for q in p.model.parameters():

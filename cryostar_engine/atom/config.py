@@ -1,8 +1,11 @@
 """The typed configuration of a stage-1 (atom generator) run.
 
-Every hyper-parameter of the method is a field here; the CLI exposes each as ``--field-name``
-(essential ones in the main help, the rest under "advanced"), a JSON file given with
-``--config`` can set any of them, and the resolved configuration is saved as ``RUN/config.json``.
+Every hyper-parameter of the method is a field here, declared with
+:func:`~cryostar_engine.settings.setting` (help, unit, choices, range).  The CLI exposes each
+as ``--field-name`` (essential ones in the main help, the rest under "advanced"), a JSON file
+given with ``--config`` can set any of them, ``train-atom --settings-json`` lists them, and the
+resolved configuration is saved as ``RUN/config.json`` (``"kind": "atom"``).  Every value is
+range-checked when the config is built (:func:`~cryostar_engine.settings.validate_settings`).
 The training length is defined by images seen (``epochs × particles``), so changing the batch
 size or the number of GPUs does not silently change the run.
 """
@@ -11,17 +14,21 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
+from ..settings import Q0_DEFAULT_TEXT, config_from_dict, setting, test_hook, validate_settings
 
-__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "default_epochs"]
+__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
 BEAD_CENTRES = ("residue", "backbone")
 DECODER_INITS = ("fit", "zero")
+LR_SCHEDULES = ("cosine", "constant")
 
 
 DEFAULT_EPOCHS = 20.0
@@ -35,110 +42,159 @@ def default_epochs(n_particles: int) -> float:
     return max(DEFAULT_EPOCHS, float(math.ceil(MIN_TRAIN_IMAGES / max(n_particles, 1))))
 
 
-def _f(default, help_text, **kw):
-    return field(default=default, metadata={"help": help_text, **kw})
+_s = setting
+_E = dict(essential=True)
+_POSITIVE = dict(min=0, min_inclusive=False)
+_AT_LEAST_0 = dict(min=0)
+_AT_LEAST_1 = dict(min=1)
 
 
 @dataclass(frozen=True)
 class AtomConfig:
+    KIND = "atom"
+    SCHEMA_VERSION = SCHEMA_VERSION
+
     # inputs and outputs
-    particles: str = _f("", "RELION star file with poses and CTF")
-    model: str = _f("", "reference atomic model (PDB/mmCIF) docked into the consensus map")
-    out: str = _f("", "output folder of the run")
-    datadir: str | None = _f(None, "folder that the star file's image paths are relative to")
-    map: str | None = _f(None, "consensus map the model was docked into: its origin sets the frame")
-    apix: float | None = _f(None, "pixel size in Å, overriding the star file")
+    particles: str = _s("", "RELION star file with poses and CTF", required=True, **_E)
+    model: str = _s("", "reference atomic model (PDB/mmCIF) docked into the consensus map",
+                    required=True, **_E)
+    out: str = _s("", "output folder of the run", required=True, **_E)
+    datadir: str | None = _s(None, "folder that the star file's image paths are relative to",
+                             default_text="the star file's folder", **_E)
+    map: str | None = _s(None, "consensus map the model was docked into: its origin sets the frame",
+                         default_text="none: the model's coordinates are taken as they are", **_E)
+    apix: float | None = _s(None, "pixel size of the particles, overriding the star file",
+                            unit="Å", default_text="from the star file", **_POSITIVE, **_E)
+    amplitude_contrast: float | None = _s(None, "amplitude contrast of the CTF, replacing the star "
+                                                "file's", default_text=Q0_DEFAULT_TEXT,
+                                          min=0, max=1, max_inclusive=False)
     # essentials
-    box: int | None = _f(None, "working box in px (Fourier-cropped); default: the smallest box "
-                               "that keeps every frequency up to the low-pass (×1.25)")
-    epochs: float | None = _f(None, "training length in passes over the particles; default: 20, "
-                                    "or on smaller sets as many as it takes to show the networks "
-                                    "300,000 images (the latent needs a few thousand steps)")
-    batch: int = _f(64, "images per optimisation step (global batch)")
-    zdim: int = _f(8, "latent dimension")
-    low_pass_A: float = _f(10.0, "low-pass of the image loss in Å (FSC(model, map) = 0.5 is a good choice)")
-    device: str = _f("auto", "auto, cpu or cuda")
-    seed: int = _f(0, "random seed")
-    resume: bool = _f(False, "continue the run in --out from its last checkpoint")
-    overwrite: bool = _f(False, "delete the run in --out and start again")
-    invert_contrast: bool = _f(False, "negate the images (dark particles)")
+    box: int | None = _s(None, "working box (Fourier-cropped particles); an even number", unit="px",
+                         default_text="the smallest box that keeps every frequency up to the "
+                                      "low-pass (×1.25)", min=16, even=True, **_E)
+    epochs: float | None = _s(None, "training length in passes over the particles",
+                              default_text="20, or on smaller sets as many as it takes to show "
+                                           "the networks 300,000 images (the latent needs a few "
+                                           "thousand steps)", **_POSITIVE, **_E)
+    batch: int = _s(64, "images per optimisation step (global batch)", **_AT_LEAST_1, **_E)
+    zdim: int = _s(8, "latent dimension", **_AT_LEAST_1, **_E)
+    low_pass_A: float | None = _s(
+        None, "low-pass of the image loss", unit="Å",
+        default_text="auto: the resolution where FSC(model, consensus map) = 0.5, at least "
+                     "2.5 px of the training box; 10 Å without --map", **_POSITIVE, **_E)
+    device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
+                                  "is visible, else cpu)", choices=DEVICES, **_E)
+    seed: int = _s(0, "random seed", **_AT_LEAST_0, **_E)
+    resume: bool = _s(False, "continue the run in --out from its last checkpoint", **_E)
+    overwrite: bool = _s(False, "delete the run in --out and start again", **_E)
+    invert_contrast: bool = _s(False, "negate the images (dark particles)", **_E)
     # optimiser
-    lr: float = _f(5e-4, "AdamW peak learning rate")
-    lr_schedule: str = _f("cosine", "learning-rate schedule over the run's steps: cosine (decays to "
-                                    "lr × lr_final_fraction at the last step) or constant")
-    lr_final_fraction: float = _f(0.05, "cosine schedule: final learning rate as a fraction of --lr")
-    weight_decay: float = _f(0.01, "AdamW weight decay")
+    lr: float = _s(5e-4, "AdamW peak learning rate", **_POSITIVE)
+    lr_schedule: str = _s("cosine", "learning-rate schedule over the run's steps: cosine (decays to "
+                                    "lr × lr_final_fraction at the last step) or constant",
+                          choices=LR_SCHEDULES)
+    lr_final_fraction: float = _s(0.05, "cosine schedule: final learning rate as a fraction of --lr",
+                                  min=0, max=1)
+    weight_decay: float = _s(0.01, "AdamW weight decay", **_AT_LEAST_0)
     # networks
-    encoder_hidden: tuple = _f((512, 256, 128, 64, 32), "encoder hidden widths")
-    decoder_hidden: tuple = _f((32, 64, 128, 256, 512), "decoder hidden widths")
-    decoder_init: str = _f("fit", "start of the decoder: fit (train the whole VAE to decode every "
+    encoder_hidden: tuple = _s((512, 256, 128, 64, 32), "encoder hidden widths", **_AT_LEAST_1)
+    decoder_hidden: tuple = _s((32, 64, 128, 256, 512), "decoder hidden widths", **_AT_LEAST_1)
+    decoder_init: str = _s("fit", "start of the decoder: fit (train the whole VAE to decode every "
                                   "particle to the reference before the main fit, as the original) "
                                   "or zero (output layer at zero: no gradient reaches the encoder "
-                                  "at first, so the latent starts late)")
+                                  "at first, so the latent starts late)", choices=DECODER_INITS)
     # forward model
-    bead_sigma_A: float = _f(2.0, "Gaussian width of each bead in Å")
-    bead_centre: str = _f("residue", "where each bead is rendered: residue (the electron-weighted centre of "
-                                     "its residue's atoms, turning with the local backbone) or backbone "
-                                     "(at the Cα/C1' atom itself, as the original CryoSTAR)")
-    mask_radius: float = _f(0.9375, "image-loss mask radius as a fraction of the half box")
+    bead_sigma_A: float = _s(2.0, "Gaussian width of each bead", unit="Å", **_POSITIVE)
+    bead_centre: str = _s("residue", "where each bead is rendered: residue (the electron-weighted centre "
+                                     "of its residue's atoms, turning with the local backbone) or "
+                                     "backbone (at the Cα/C1' atom itself, as the original CryoSTAR)",
+                          choices=BEAD_CENTRES)
+    mask_radius: float = _s(0.9375, "image-loss mask radius as a fraction of the half box",
+                            min=0, max=1, min_inclusive=False)
     # restraints
-    continuity_weight: float = _f(1.0, "weight of the bond-continuity restraint")
-    en_weight: float = _f(1.0, "weight of the elastic-network (local rigidity) restraint")
-    en_cutoff_A: float = _f(12.0, "elastic-network cutoff for amino-acid pairs (same chain), Å")
-    en_nt_cutoff_A: float = _f(15.0, "elastic-network cutoff for nucleotide pairs (any chain), Å")
-    en_keep_ratio: float = _f(0.9, "fraction of elastic-network pairs kept each step (adaptive relaxation; "
-                                        "the original CryoSTAR used 0.99, and 0.8 for AdK)")
-    en_tolerance_A: float = _f(0.5, "elastic-network tolerance in Å: a pair's distance may deviate this "
-                                    "much from the reference for free (flat-bottom restraint; 0 = the "
-                                    "original's harmonic restraint)")
-    clash_weight: float = _f(1.0, "weight of the clash restraint")
-    clash_min_A: float = _f(4.0, "beads closer than this clash, Å")
-    clash_max_ref_A: float = _f(10.0, "clash pairs: reference distance up to this, Å")
+    continuity_weight: float = _s(1.0, "weight of the bond-continuity restraint", **_AT_LEAST_0)
+    en_weight: float = _s(1.0, "weight of the elastic-network (local rigidity) restraint", **_AT_LEAST_0)
+    en_cutoff_A: float = _s(12.0, "elastic-network cutoff for amino-acid pairs (same chain)",
+                            unit="Å", **_POSITIVE)
+    en_nt_cutoff_A: float = _s(15.0, "elastic-network cutoff for nucleotide pairs (any chain)",
+                               unit="Å", **_POSITIVE)
+    en_keep_ratio: float = _s(0.9, "fraction of elastic-network pairs kept each step (adaptive "
+                                   "relaxation; the original CryoSTAR used 0.99, and 0.8 for AdK)",
+                              min=0, max=1, min_inclusive=False)
+    en_tolerance_A: float = _s(0.5, "elastic-network tolerance: a pair's distance may deviate this "
+                                    "much from the reference for free (flat-bottom restraint; 0 = "
+                                    "the original's harmonic restraint)", unit="Å", **_AT_LEAST_0)
+    clash_weight: float = _s(1.0, "weight of the clash restraint", **_AT_LEAST_0)
+    clash_min_A: float = _s(4.0, "beads closer than this clash", unit="Å", **_POSITIVE)
+    clash_max_ref_A: float = _s(10.0, "clash pairs: reference distance up to this", unit="Å",
+                                **_POSITIVE)
     # prior
-    kl_free_bits: float = _f(3.0, "KL free bits per latent dimension (nats)")
-    kl_beta_max: float = _f(0.5, "final KL weight")
-    kl_warmup_images: int = _f(640_000, "images over which the KL weight rises linearly")
+    kl_free_bits: float = _s(3.0, "KL free bits per latent dimension (nats)", **_AT_LEAST_0)
+    kl_beta_max: float = _s(0.5, "final KL weight", **_AT_LEAST_0)
+    kl_warmup_images: int = _s(640_000, "images over which the KL weight rises linearly", **_AT_LEAST_0)
     # schedule and bookkeeping
-    checkpoint_every: int = _f(200, "steps between checkpoints")
-    keep_checkpoints: int = _f(3, "checkpoints kept")
-    eval_every_epochs: float = _f(5.0, "epochs between z.npy updates and previews")
-    threads: int | None = _f(None, "CPU threads (default: all available)")
-    precision: str = _f("auto", "networks on a GPU: auto (bf16 where native, i.e. Ampere or later, "
+    checkpoint_every: int = _s(200, "steps between checkpoints", **_AT_LEAST_1)
+    keep_checkpoints: int = _s(3, "checkpoints kept (the newest)", **_AT_LEAST_1)
+    eval_every_epochs: float = _s(5.0, "epochs between z.npy updates and previews", **_POSITIVE)
+    threads: int | None = _s(None, "CPU threads", default_text="all available", **_AT_LEAST_1)
+    precision: str = _s("auto", "networks on a GPU: auto (bf16 where native, i.e. Ampere or later, "
                                 "else fp16 with dynamic loss scaling), fp32, bf16 or fp16; the CPU "
-                                "always runs fp32, and FFTs, rendering and losses are fp32 everywhere")
-    compile: str = _f("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
+                                "always runs fp32, and FFTs, rendering and losses are fp32 everywhere",
+                        choices=PRECISIONS)
+    compile: str = _s("auto", "torch.compile the step's networks, rendering and losses: on, off, or "
                               "auto (on for single-process CPU runs of at least 2,000 steps, where "
                               "it measured 1.6-3.4x faster; off on GPUs until measured there); "
-                              "falls back to eager mode if compiling fails")
-    micro_batches: int = _f(1, "split each step into this many chunks (gradient accumulation, less "
-                                "memory; doubled automatically after a GPU out-of-memory error)")
-    max_cache_gb: float = _f(4.0, "keep the downsampled particles in memory up to this size")
-    max_minutes: float | None = _f(None, "stop cleanly (z, checkpoint, manifest written) after this wall time; "
-                                   "continue later with --resume")
-    skip_signal_check: bool = _f(False, "train even when the reference does not correlate with the particles")
-    stop_after_steps: int | None = _f(None, "stop (as if killed) after this many steps; for tests")
-    debug_nan_at_step: int | None = _f(None, "make the loss of this step non-finite; for tests of the guard")
+                              "falls back to eager mode if compiling fails", choices=COMPILE_MODES)
+    micro_batches: int = _s(1, "split each step into this many chunks (gradient accumulation, less "
+                               "memory; doubled automatically after a GPU out-of-memory error)",
+                            **_AT_LEAST_1)
+    max_cache_gb: float = _s(4.0, "keep the downsampled particles in memory up to this size (GB)",
+                             **_AT_LEAST_0)
+    max_minutes: float | None = _s(None, "stop cleanly (z, checkpoint, manifest written) after this "
+                                         "wall time in minutes; continue later with --resume",
+                                   default_text="no time limit", **_POSITIVE)
+    skip_signal_check: bool = _s(False, "train even when the reference does not correlate with the "
+                                        "particles")
+    # tests only (not flags; see cryostar_engine.settings.TEST_HOOKS_ENV)
+    stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
+    debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
+
+    def __post_init__(self):
+        validate_settings(self)
 
     def to_json(self) -> dict:
-        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        """Plain JSON-able dict with ``schema_version`` and ``kind``."""
+        return {"schema_version": SCHEMA_VERSION, "kind": self.KIND, **dataclasses.asdict(self)}
 
     def replace(self, **changes) -> "AtomConfig":
         return dataclasses.replace(self, **changes)
 
 
-ESSENTIAL = ("particles", "model", "out", "datadir", "map", "apix", "box", "epochs", "batch", "zdim",
-             "low_pass_A", "device", "seed", "resume", "overwrite", "invert_contrast")
+ESSENTIAL = tuple(f.name for f in dataclasses.fields(AtomConfig) if f.metadata.get("essential"))
 
 
 def load_config_file(path) -> dict:
-    """Read a JSON file of AtomConfig fields; unknown keys are an error."""
+    """Read a JSON file of AtomConfig fields (a ``--config``); unknown keys, a config of
+    stage 2 and values out of range are errors.  Returns the fields it sets."""
     try:
         data = json.loads(Path(path).read_text())
     except (OSError, ValueError) as err:
         raise InputError(f"{path}: cannot read the config file ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config file holds one JSON object of settings")
+    config_from_dict(AtomConfig, data, str(path), hint="pass a train-atom config")   # checks
     data.pop("schema_version", None)
-    known = {f.name for f in fields(AtomConfig)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise InputError(f"{path}: unknown setting(s) {', '.join(unknown)}")
+    data.pop("kind", None)
     return {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+
+
+def read_run_config(run_dir, hint: str = "pass a train-atom run") -> AtomConfig:
+    """The saved config of the stage-1 run in ``run_dir`` (a stage-2 run is refused)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a train-atom run (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the run's config ({err})") from None
+    return config_from_dict(AtomConfig, data, str(path), hint=hint)

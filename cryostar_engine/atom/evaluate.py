@@ -11,8 +11,7 @@ from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..io.pdb import Beads, read_beads
 from ..train.checkpoint import load_latest_checkpoint
-from ..train.rundir import read_json
-from .config import AtomConfig
+from .config import AtomConfig, read_run_config
 from .forward import AtomForwardModel
 from .networks import AtomVAE
 
@@ -53,11 +52,7 @@ def save_z(run_dir, z: np.ndarray) -> Path:
 def load_run(run_dir, device="cpu") -> tuple[AtomVAE, AtomConfig, Beads, dict]:
     """Rebuild the trained model of a stage-1 run from its config and latest checkpoint."""
     run_dir = Path(run_dir)
-    if not (run_dir / "config.json").is_file():
-        raise InputError(f"{run_dir}: not a train-atom run (no config.json)")
-    data = read_json(run_dir / "config.json")
-    data.pop("schema_version", None)
-    cfg = AtomConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+    cfg = read_run_config(run_dir)           # a stage-2 run is refused in one line
     state = load_latest_checkpoint(run_dir, map_location=device)
     if state is None:
         raise InputError(f"{run_dir}: no checkpoint yet; wait for the first one or train longer")

@@ -7,6 +7,7 @@ of (seed, step) and a resumed run continues exactly where the checkpoint left it
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -28,7 +29,7 @@ from ..train import (CompiledOrEager, DistContext, PendingSteps, Progress, Skipp
                      resolve_device, run_logger, save_checkpoint, seed_everything, shard,
                      write_json)
 from .centres import residue_centres
-from .config import AtomConfig, default_epochs
+from .config import AtomConfig, default_epochs, read_run_config
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
@@ -89,9 +90,7 @@ def _resolve_config(cfg: AtomConfig) -> AtomConfig:
     path = Path(cfg.out) / "config.json"
     if not cfg.resume or not path.is_file():
         return cfg
-    saved = read_json(path)
-    saved.pop("schema_version", None)
-    saved = {k: tuple(v) if isinstance(v, list) else v for k, v in saved.items()}
+    saved = dataclasses.asdict(read_run_config(cfg.out, hint="pass a train-atom run to --resume"))
     defaults = AtomConfig()
     saved.update({k: getattr(cfg, k) for k in RESUMABLE_FIELDS if getattr(cfg, k) != getattr(defaults, k)})
     saved.update({k: getattr(cfg, k) for k in INVOCATION_FIELDS})

@@ -1,51 +1,75 @@
-"""Expose the fields of a config dataclass as command-line flags (``field_name`` → ``--field-name``)."""
+"""The command line of a config dataclass, generated from its settings' metadata.
+
+Each user setting (:func:`cryostar_engine.settings.setting`) becomes one flag: essential ones
+in the main help, the rest under "advanced settings".  Flags default to ``None`` so that only
+the flags given on the command line override a ``--config`` file or a resumed run's config.
+Choices and ranges are not given to argparse: :func:`~cryostar_engine.settings.validate_settings`
+checks them when the config is built, with one message format for flags and config files.
+Test hooks are not flags.
+"""
 from __future__ import annotations
 
 import argparse
-import typing
-from dataclasses import MISSING, fields
+
+from ..settings import flag_of, kind_of, settings_json, user_fields
+
+__all__ = ["add_settings_args", "dataclass_from_args", "given_settings",
+           "print_settings_json"]
 
 
-def _type_of(f):
-    hint = f.type if not isinstance(f.type, str) else f.type
-    text = str(hint)
-    if "bool" in text:
-        return bool
-    if "tuple" in text:
-        return tuple
-    if "int" in text and "float" not in text:
-        return int
-    if "float" in text:
-        return float
-    return str
+def _help(f) -> str:
+    m = f.metadata
+    text = m.get("help", "")
+    if m.get("unit"):
+        text += f" ({m['unit']})"
+    if m.get("choices"):
+        text += f"; one of {', '.join(m['choices'])}"
+    if m.get("required") or kind_of(f) == "bool":
+        return text
+    default = m.get("default_text") if f.default is None else f.default
+    if isinstance(default, tuple):
+        default = " ".join(str(v) for v in default)
+    return f"{text} (default: {default})".replace("%", "%%")
 
 
-def add_dataclass_args(parser: argparse.ArgumentParser, cls, essential, renames=None) -> None:
-    """Add one flag per field; fields not in ``essential`` go to an "advanced" group.
-    Defaults are left as ``None`` so that only flags given on the command line override."""
-    renames = renames or {}
+def add_settings_args(parser: argparse.ArgumentParser, *classes) -> None:
+    """Add ``--settings-json`` and one flag per user setting of ``classes``."""
+    parser.add_argument("--settings-json", action="store_true",
+                        help="print every setting of this command (name, flag, type, unit, "
+                             "default, choices, range, help) as JSON and exit")
     advanced = parser.add_argument_group("advanced settings (defaults shown)")
-    for f in fields(cls):
-        group = parser if f.name in essential else advanced
-        flag = "--" + renames.get(f.name, f.name.replace("_A", "").replace("_", "-"))
-        kind = _type_of(f)
-        default = f.default if f.default is not MISSING else None
-        help_text = f.metadata.get("help", "")
-        if "default:" not in help_text:          # a help that explains its own default keeps it
-            help_text += f" (default: {default})"
-        if kind is bool:
-            group.add_argument(flag, dest=f.name, action="store_true", default=None, help=help_text)
-        elif kind is tuple:
-            group.add_argument(flag, dest=f.name, type=int, nargs="+", default=None, help=help_text)
-        else:
-            group.add_argument(flag, dest=f.name, type=kind, default=None, help=help_text)
+    for cls in classes:
+        for f in user_fields(cls):
+            group = parser if f.metadata.get("essential") else advanced
+            kind, flag = kind_of(f), flag_of(f)
+            if kind == "bool":
+                group.add_argument(flag, dest=f.name, action="store_true", default=None, help=_help(f))
+                continue
+            typ = {"int": int, "float": float, "int_list": int}.get(kind, str)
+            extra = {"nargs": "+"} if kind == "int_list" else {}
+            if "on" in (f.metadata.get("choices") or ()):       # a bare "--compile" means on
+                extra = {"nargs": "?", "const": "on"}
+            group.add_argument(flag, dest=f.name, type=typ, default=None, help=_help(f),
+                               metavar=flag.lstrip("-").upper().replace("-", "_"), **extra)
 
 
-def dataclass_from_args(cls, args, base: dict | None = None):
-    """Build ``cls`` from a base dict (e.g. a config file) updated by the flags that were given."""
-    values = dict(base or {})
-    for f in fields(cls):
+def given_settings(cls, args) -> dict:
+    """The settings of ``cls`` given on the command line (lists as tuples)."""
+    values = {}
+    for f in user_fields(cls):
         v = getattr(args, f.name, None)
         if v is not None:
             values[f.name] = tuple(v) if isinstance(v, list) else v
-    return cls(**values)
+    return values
+
+
+def dataclass_from_args(cls, args, base: dict | None = None):
+    """Build ``cls`` from a base dict (e.g. a config file) updated by the flags that were given;
+    the config validates itself (one-line :class:`~cryostar_engine.errors.InputError`)."""
+    return cls(**{**(base or {}), **given_settings(cls, args)})
+
+
+def print_settings_json(command: str, *classes) -> int:
+    """Print the settings JSON of ``command`` to stdout; the exit status (0)."""
+    print(settings_json(command, *classes))
+    return 0

@@ -3,7 +3,8 @@
 Writes RUN/z.npy (latent means, one row per particle in star-file order, updated during
 training), RUN/checkpoints/, RUN/config.json, RUN/run.log, RUN/losses.csv, RUN/preview.png and
 RUN/manifest.json.  Interrupted runs continue with --resume.  Every setting of the method is a
-flag (see the advanced settings) or a key of a JSON file given with --config.
+flag (see the advanced settings) or a key of a JSON file given with --config; --settings-json
+lists them all (name, flag, type, unit, default, choices, range, help) and exits.
 
 Example usage
 -------------
@@ -14,19 +15,24 @@ Example usage
 """
 import os
 
-from ..atom.config import ESSENTIAL, AtomConfig, load_config_file
+from ..atom.config import AtomConfig, load_config_file
 from ..atom.training import train_atom
-from ._dataclass_args import add_dataclass_args, dataclass_from_args
+from ..settings import apply_test_hooks
+from ..train.rundir import discard_on_failure
+from ._dataclass_args import add_settings_args, dataclass_from_args, print_settings_json
 
 
 def add_args(p):
     p.add_argument("--config", help="JSON file of settings (flags given here override it)")
-    add_dataclass_args(p, AtomConfig, ESSENTIAL)
+    add_settings_args(p, AtomConfig)
 
 
 def main(args):
+    if args.settings_json:
+        return print_settings_json("train-atom", AtomConfig)
     base = load_config_file(args.config) if args.config else {}
-    cfg = dataclass_from_args(AtomConfig, args, base)
-    manifest = train_atom(cfg)
+    cfg = apply_test_hooks(dataclass_from_args(AtomConfig, args, base))
+    with discard_on_failure(cfg.out, keep=cfg.resume):     # a failed start leaves nothing behind
+        manifest = train_atom(cfg)
     if os.environ.get("RANK", "0") == "0":
         print(f"z: {cfg.out}/z.npy ({manifest['particles']} particles); status {manifest['status']}")

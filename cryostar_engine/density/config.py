@@ -5,131 +5,206 @@ Every field has a default that follows the spec (§4, §10): D′ = min(D, 256),
 The schedule is defined by *images seen* (``epochs × N``), never by steps, so changing the batch
 size does not silently change the length of a run.
 
-Fields prefixed ``debug_`` exist for tests only: they deliberately break a convention (to prove
-that a test can fail) or simulate an interruption / a non-finite loss.
+The fields are declared with :func:`~cryostar_engine.settings.setting`, like stage 1's
+:class:`~cryostar_engine.atom.AtomConfig`: one mechanism builds the ``train-density`` command
+line, ``--settings-json`` and the range checks (run when the config is built).  A setting both
+stages have (``batch``, ``epochs``, ``lr``, ``seed``, ``device``, ``threads``, ``precision``,
+``compile``, ``box``, ``max_minutes``, ``keep_checkpoints``, ``particles``, ``datadir``) has
+the same name, flag and meaning in both; ``out``, ``resume`` and ``overwrite`` are those of
+:class:`DensityRunOptions`.  Schema 1 configs (``batch_size``, a boolean ``compile``) are read.
+
+Fields prefixed ``debug_`` exist for tests only (not flags): they deliberately break a
+convention (to prove that a test can fail) or simulate an interruption / a non-finite loss.
 """
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import InputError
+from ..settings import Q0_DEFAULT_TEXT, config_from_dict, setting, test_hook, validate_settings
 
-__all__ = ["DensityConfig", "SCHEMA_VERSION"]
+__all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
+           "load_density_config_file", "read_run_config"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2       # 2: "kind", batch_size → batch, compile auto|on|off, map
+PRECISIONS = ("auto", "fp32", "bf16")
+COMPILE_MODES = ("auto", "on", "off")
+DEVICES = ("auto", "cpu", "cuda")
+# Settings a resumed run may change when given; all others come from the run's config.json.
+RESUMABLE_FIELDS = ("epochs", "threads", "device", "compile", "keep_checkpoints",
+                    "checkpoint_interval_s", "max_minutes")
+
+_s = setting
+_E = dict(essential=True)
+_POSITIVE = dict(min=0, min_inclusive=False)
+_AT_LEAST_0 = dict(min=0)
+_AT_LEAST_1 = dict(min=1)
 
 
 @dataclass(frozen=True)
 class DensityConfig:
     """Everything that defines a density-generator run.
 
-    Inputs
-    ------
-    particles : RELION star file (poses, CTF, image names).
-    z_path : ``.npy`` of shape ``(N, z_dim)``, one row per star row (stage-1 ``z.npy``).
-    datadir : folder the star's image paths are relative to (optional).
-    box : working box D′ in px (Fourier-cropped); None → min(D, 256).
+    Inputs: ``particles`` (RELION star: poses, CTF, image names), ``z_path`` (``.npy`` of shape
+    ``(N, z_dim)``, one row per star row: stage-1 ``z.npy``), ``datadir``, ``map`` and ``box``
+    (working box D′ in px, Fourier-cropped; None → min(D, 256)).
 
-    Model
-    -----
-    hidden : width of the MLP.
-    residual_layers : residual GELU blocks after the first layer (spec: 3).
-    pe_dim : number of random 3-D frequencies / 3 (None → D′, so 3·D′ frequencies).
-    pe_scale : frequencies ~ N(0, (pe_scale·D′)²) rad per (cycle/px); 0.25 equals CryoSTAR's
-        ``gau2`` (N(0,1)·D′/8 on coordinates spanning ±1).
-    mask_radius : fraction of D′/2 (px) of the Fourier disc/ball that is modelled and fitted.
+    Model: ``hidden`` (MLP width), ``residual_layers`` (spec: 3), ``pe_dim`` (number of random
+    3-D frequencies / 3; None → D′), ``pe_scale`` (frequencies ~ N(0, (pe_scale·D′)²) rad per
+    cycle/px; 0.25 equals CryoSTAR's ``gau2``), ``mask_radius`` (fraction of D′/2 of the
+    Fourier ball that is modelled and fitted).
 
-    Training
-    --------
-    epochs, batch_size, lr, weight_decay : AdamW schedule; total images = epochs × N.
-    f_std : Fourier normalisation; None → estimated from ``f_std_particles`` evenly spaced images.
-    precision : "auto" (bf16 autocast of the MLP on CUDA and on CPUs with native bf16, i.e.
-        AVX512-BF16 or AMX; fp32 elsewhere), "fp32" or "bf16".
-    compile : ``torch.compile`` the MLP for training (falls back to eager when it fails):
-        +5-16 % images/s on the CPU after 4-40 s of compilation; worth it for long runs.
-    checkpoint_interval_s : seconds between checkpoints (also one at every epoch end).
-    guard_interval_steps : steps between read-backs of the losses and skip flags (the step
-        itself never waits for the device).
-    batch_size : the global batch; under ``torchrun`` it is split between the processes.
+    Training: ``epochs``, ``batch`` (global; split between ``torchrun`` processes), ``lr``,
+    ``weight_decay``: AdamW; total images = epochs × N.  ``f_std``: Fourier normalisation
+    (None → estimated from ``f_std_particles`` evenly spaced images).  ``precision``: "auto"
+    (bf16 autocast of the MLP on CUDA and on CPUs with native bf16), "fp32" or "bf16".
+    ``compile``: ``torch.compile`` of the MLP ("auto" = off here).  ``checkpoint_interval_s``:
+    seconds between checkpoints (also one at every epoch end).  ``guard_interval_steps``: steps
+    between read-backs of the losses and skip flags.
     """
 
-    particles: str
-    z_path: str
-    datadir: str | None = None
-    box: int | None = None
+    KIND = "density"
+    SCHEMA_VERSION = SCHEMA_VERSION
+    LEGACY_NAMES = {"batch_size": "batch"}
+
+    particles: str = _s(help="RELION star file with poses and CTF (the stage-1 one)",
+                        required=True, **_E)
+    z_path: str = _s(help="latents (N, zdim) .npy, one row per star row (stage-1 RUN/z.npy)",
+                     flag="--z", required=True, **_E)
+    datadir: str | None = _s(None, "folder that the star file's image paths are relative to",
+                             default_text="the star file's folder", **_E)
+    amplitude_contrast: float | None = _s(None, "amplitude contrast of the CTF, replacing the star "
+                                                "file's", default_text=Q0_DEFAULT_TEXT,
+                                          min=0, max=1, max_inclusive=False)
+    map: str | None = _s(None, "consensus map whose header origin the volumes take",
+                         default_text="the frame recorded in the stage-1 manifest next to --z", **_E)
+    box: int | None = _s(None, "working box (Fourier-cropped particles)", unit="px",
+                         default_text="min(particle box, 256)", min=8, **_E)
     # model
-    hidden: int = 1024
-    residual_layers: int = 3
-    pe_dim: int | None = None
-    pe_scale: float = 0.25
-    mask_radius: float = 1.0
+    hidden: int = _s(1024, "MLP width (on a CPU, 256 trains about 10x faster)", **_AT_LEAST_1, **_E)
+    residual_layers: int = _s(3, "residual GELU blocks after the first layer", **_AT_LEAST_0)
+    pe_dim: int | None = _s(None, "random 3-D Fourier-feature frequencies / 3",
+                            default_text="the working box", **_AT_LEAST_1)
+    pe_scale: float = _s(0.25, "Fourier-feature frequencies ~ N(0, (pe_scale·box)²) rad per "
+                               "cycle/px (0.25 = CryoSTAR's gau2)", **_POSITIVE)
+    mask_radius: float = _s(1.0, "modelled and fitted Fourier radius as a fraction of the half box",
+                            min=0, max=1, min_inclusive=False)
     # training
-    epochs: int = 20
-    batch_size: int = 16
-    lr: float = 1e-4
-    weight_decay: float = 0.01
-    f_std: float | None = None
-    f_std_particles: int = 100
-    seed: int = 0
-    device: str = "auto"
-    threads: int | None = None
-    precision: str = "auto"
-    compile: bool = False
-    checkpoint_interval_s: float = 600.0
-    keep_checkpoints: int = 3
-    guard_interval_steps: int = 10
-    max_minutes: float | None = None     # stop cleanly (checkpoint) after this wall time; one invocation only
+    epochs: float = _s(20.0, "training length in passes over the particles", **_POSITIVE, **_E)
+    batch: int = _s(16, "images per optimisation step (global batch; split between torchrun "
+                        "processes)", **_AT_LEAST_1, **_E)
+    lr: float = _s(1e-4, "AdamW learning rate", **_POSITIVE)
+    weight_decay: float = _s(0.01, "AdamW weight decay", **_AT_LEAST_0)
+    f_std: float | None = _s(None, "Fourier normalisation of the images",
+                             default_text="estimated from --f-std-particles images", **_POSITIVE)
+    f_std_particles: int = _s(100, "evenly spaced images that estimate --f-std", **_AT_LEAST_1)
+    seed: int = _s(0, "random seed", **_AT_LEAST_0, **_E)
+    device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
+                                  "is visible, else cpu)", choices=DEVICES, **_E)
+    threads: int | None = _s(None, "CPU threads", default_text="all available", **_AT_LEAST_1)
+    precision: str = _s("auto", "MLP precision: auto = bf16 on CUDA and on CPUs with native bf16 "
+                                "(AVX512-BF16/AMX), else fp32", choices=PRECISIONS)
+    compile: str = _s("auto", "torch.compile the MLP for training: on, off, or auto (off: on the "
+                              "CPU it gains 5-16 % images/s after up to a minute of compiling, "
+                              "worth it only for long runs); falls back to eager mode if "
+                              "compiling fails", choices=COMPILE_MODES)
+    checkpoint_interval_s: float = _s(600.0, "seconds between checkpoints (one is also written at "
+                                             "every epoch end)", **_POSITIVE)
+    keep_checkpoints: int = _s(3, "checkpoints kept (the newest)", **_AT_LEAST_1)
+    guard_interval_steps: int = _s(10, "steps between read-backs of the losses and skip flags",
+                                   **_AT_LEAST_1)
+    max_minutes: float | None = _s(None, "stop cleanly (checkpoint written) after this wall time in "
+                                         "minutes; continue later with --resume",
+                                   default_text="no time limit", **_POSITIVE)
     # outputs
-    n_clusters: int = 10
-    n_pcs: int = 3
-    n_pc_points: int = 10
-    volume_chunk_points: int = 65536
-    # tests only: deliberately broken conventions and simulated failures
-    debug_rotation: str = "RT"          # "RT" (correct: k3 = Rᵀk2) or "R" (wrong)
-    debug_ctf_sign: float = 1.0         # +1 correct; -1 flips the CTF
-    debug_stop_after_steps: int | None = None
-    debug_nan_at_step: int | None = None
+    n_clusters: int = _s(10, "k-means states given a volume", flag="--k", **_AT_LEAST_1)
+    n_pcs: int = _s(3, "PC trajectories given volumes", flag="--pcs", **_AT_LEAST_0)
+    n_pc_points: int = _s(10, "volumes per PC trajectory", flag="--points", min=2)
+    volume_chunk_points: int = _s(65536, "Fourier points evaluated at once when rendering a volume "
+                                         "(less memory, same result)", **_AT_LEAST_1)
+    # tests only: deliberately broken conventions and simulated failures (not flags)
+    debug_rotation: str = test_hook("RT", "'RT' (correct: k3 = Rᵀk2) or 'R' (wrong)")
+    debug_ctf_sign: float = test_hook(1.0, "+1 correct; -1 flips the CTF")
+    debug_stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
+    debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
 
     def __post_init__(self):
         self.validate()
 
     def validate(self) -> None:
-        """Raise :class:`InputError` on values that cannot work."""
-        checks = [
-            (self.box is None or self.box >= 8, f"--box must be ≥ 8 px, got {self.box}"),
-            (self.hidden >= 1 and self.residual_layers >= 0, "hidden ≥ 1 and residual_layers ≥ 0"),
-            (self.epochs >= 1, f"--epochs must be ≥ 1, got {self.epochs}"),
-            (self.batch_size >= 1, f"--batch must be ≥ 1, got {self.batch_size}"),
-            (self.lr > 0, f"--lr must be > 0, got {self.lr}"),
-            (0 < self.mask_radius <= 1, f"mask_radius must be in (0, 1], got {self.mask_radius}"),
-            (self.f_std is None or self.f_std > 0, f"--f-std must be > 0, got {self.f_std}"),
-            (self.precision in ("auto", "fp32", "bf16"), "precision must be auto, fp32 or bf16"),
-            (self.debug_rotation in ("RT", "R"), "debug_rotation must be 'RT' or 'R'"),
-            (self.debug_ctf_sign in (1.0, -1.0), "debug_ctf_sign must be +1 or -1"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise InputError(message)
+        """Raise :class:`InputError` on values that cannot work (one line naming the flag)."""
+        validate_settings(self)
+        if self.debug_rotation not in ("RT", "R"):
+            raise InputError("debug_rotation must be 'RT' or 'R'")
+        if self.debug_ctf_sign not in (1.0, -1.0):
+            raise InputError("debug_ctf_sign must be +1 or -1")
 
     def replace(self, **changes) -> "DensityConfig":
         """A copy with some fields changed."""
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        """Plain JSON-able dict, with ``schema_version``."""
-        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+        """Plain JSON-able dict, with ``schema_version`` and ``kind``."""
+        return {"schema_version": SCHEMA_VERSION, "kind": self.KIND, **dataclasses.asdict(self)}
+
+    @staticmethod
+    def legacy_values(data: dict) -> dict:
+        """Schema 1 stored ``compile`` as a boolean."""
+        if isinstance(data.get("compile"), bool):
+            data["compile"] = "on" if data["compile"] else "off"
+        return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> "DensityConfig":
-        """Inverse of :meth:`to_dict`; unknown keys are an error (a newer engine wrote them)."""
-        data = dict(data)
-        version = data.pop("schema_version", SCHEMA_VERSION)
-        if version > SCHEMA_VERSION:
-            raise InputError(f"config schema {version} is newer than this engine's "
-                             f"{SCHEMA_VERSION}; update cryostar-engine")
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise InputError(f"unknown density config field(s) {unknown}")
-        return cls(**data)
+    def from_dict(cls, data: dict, source: str = "density config") -> "DensityConfig":
+        """Inverse of :meth:`to_dict`: schema-1 configs are mapped; unknown keys (a newer engine
+        wrote them) and a stage-1 config are refused in one line."""
+        return config_from_dict(cls, data, source, hint="pass a train-density run")
+
+
+@dataclass(frozen=True)
+class DensityRunOptions:
+    """What one ``train-density`` invocation does with its run folder (not saved in the config)."""
+
+    KIND = "density"
+
+    out: str = _s(help="output folder of the run", required=True, **_E)
+    resume: bool = _s(False, "continue the run in --out from its last checkpoint", **_E)
+    overwrite: bool = _s(False, "delete the run in --out and start again", **_E)
+
+    def __post_init__(self):
+        validate_settings(self)
+
+
+def load_density_config_file(path) -> dict:
+    """Read a JSON file of DensityConfig fields (a ``--config``): unknown keys and a stage-1
+    config are refused.  Returns the fields it sets (schema-1 names mapped)."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the config file ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: a config file holds one JSON object of settings")
+    full = {"particles": "", "z_path": "", **data}     # the file may leave the inputs to flags
+    config_from_dict(DensityConfig, full, str(path), hint="pass a train-density config")
+    data = DensityConfig.legacy_values(dict(data))
+    for old, new in DensityConfig.LEGACY_NAMES.items():
+        if old in data:
+            data.setdefault(new, data.pop(old))
+    data.pop("schema_version", None)
+    data.pop("kind", None)
+    return data
+
+
+def read_run_config(run_dir, hint: str = "pass a train-density run") -> DensityConfig:
+    """The saved config of the stage-2 run in ``run_dir`` (a stage-1 run is refused)."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a train-density run (no config.json)")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read the run's config ({err})") from None
+    return config_from_dict(DensityConfig, data, str(path), hint=hint)

@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import InputError
 from ..io.atomic import atomic_path
 from ..train import gpu_amp_dtype, gpu_has_native_bf16, load_latest_checkpoint
-from .config import DensityConfig
+from .config import DensityConfig, read_run_config
 from .network import HartleyField
 
 __all__ = ["TrainedDensity", "build_model", "autocast_dtype", "cpu_has_native_bf16", "save_weights", "load_trained"]
@@ -79,6 +79,8 @@ def save_weights(path, trained: TrainedDensity) -> Path:
 def load_trained(run_dir, device="cpu") -> TrainedDensity:
     """Load ``RUN/weights.pt``, or the latest checkpoint of an unfinished run, on ``device``."""
     run_dir = Path(run_dir)
+    if (run_dir / "config.json").is_file():
+        read_run_config(run_dir)      # a stage-1 run is refused in one line
     weights = run_dir / "weights.pt"
     if weights.is_file():
         state = torch.load(weights, map_location=device, weights_only=True)

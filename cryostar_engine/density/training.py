@@ -17,7 +17,7 @@ Checkpoints (model, optimiser, step, images seen, RNG state, config, f_std) are 
 epoch end, at the first bookkeeping point after ``checkpoint_interval_s`` and on Ctrl-C.
 
 Several processes (``torchrun --nproc_per_node=K -m cryostar_engine train-density ...``): every
-global batch (``batch_size`` images) is split between the processes (:func:`shard`), each
+global batch (``batch`` images) is split between the processes (:func:`shard`), each
 computes its share of the global-batch loss, DistributedDataParallel averages the gradients,
 and only rank 0 writes (run folder, log, ``losses.csv``, checkpoints, volumes).  The result is
 that of one process with the same global batch, up to float summation order.
@@ -61,8 +61,8 @@ def resume_config(out, epochs: int | None = None) -> DensityConfig:
     path = Path(out) / "config.json"
     if not path.is_file():
         raise InputError(f"{out}: no density run to resume here (no config.json); drop --resume")
-    config = DensityConfig.from_dict(read_json(path)).replace(debug_stop_after_steps=None,
-                                                             max_minutes=None)
+    config = DensityConfig.from_dict(read_json(path), str(path)).replace(
+        debug_stop_after_steps=None, max_minutes=None)
     return config.replace(epochs=epochs) if epochs else config
 
 
@@ -106,7 +106,7 @@ class DensityTrainer:
 
     @property
     def total_images(self) -> int:
-        return self.config.epochs * len(self.dataset)
+        return round(self.config.epochs * len(self.dataset))
 
     def epoch_rows(self, epoch: int) -> torch.Tensor:
         """The shuffled star rows of ``epoch``: a permutation from ``(seed, epoch)`` only; on
@@ -120,7 +120,7 @@ class DensityTrainer:
     def next_rows(self) -> torch.Tensor:
         """Rows of the next global batch (the last batch of an epoch may be smaller)."""
         epoch, offset = divmod(self.state.images_seen, len(self.dataset))
-        return self.epoch_rows(epoch)[offset:offset + self.config.batch_size]
+        return self.epoch_rows(epoch)[offset:offset + self.config.batch]
 
     def setup(self) -> StepSetup:
         cfg = self.config
@@ -169,7 +169,8 @@ class DensityTrainer:
         setup = self.setup()
         last_save = t0 = time.monotonic()
         self.model.train()
-        if cfg.compile:          # an instance attribute: the state dict and the class stay as is
+        if cfg.compile == "on":      # auto = off in stage 2; an instance attribute: the state
+            # dict and the class stay as is
             self.model.mlp = CompiledOrEager(self.model.mlp, self.log)
         try:
             while self.state.images_seen < self.total_images:
@@ -232,8 +233,8 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
     ctx, device_name = init_distributed(config.device)
     try:
         device = resolve_device(device_name)     # a missing GPU is reported before any output
-        if config.batch_size < ctx.world_size:
-            raise InputError(f"--batch {config.batch_size} is smaller than the number of "
+        if config.batch < ctx.world_size:
+            raise InputError(f"--batch {config.batch} is smaller than the number of "
                              f"processes ({ctx.world_size})")
         run_dir, log = _open_run(config, out, resume, overwrite, ctx, device)
         configure_cpu(config.threads)
@@ -284,4 +285,4 @@ def _log_start(t: DensityTrainer) -> None:
                "%d parameters, %d half-disc points, device %s%s%s%s", len(t.dataset), t.inputs.box,
                t.inputs.apix, t.z.shape[1], t.f_std, n_params, len(t.grid.flat), t.device,
                f" × {t.ctx.world_size} processes" if t.ctx.enabled else "",
-               " (bf16 MLP)" if t.amp else "", " (compiled)" if t.config.compile else "")
+               " (bf16 MLP)" if t.amp else "", " (compiled)" if t.config.compile == "on" else "")
