@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import shutil
 import warnings
 from pathlib import Path
 
@@ -21,6 +22,7 @@ import pytest
 import starfile
 
 from cryostar_engine.cli import main
+from cryostar_engine.errors import InputError
 from cryostar_engine.io import read_star_tables
 
 from conftest import ADK_MAP, ADK_REF, ADK_STAR
@@ -512,3 +514,57 @@ def test_out_naming_a_file_is_refused_before_any_work(env, tmp_path, capsys, cas
 
 def test_matrix_is_large_enough():
     assert len(CASES) + len(OUT_IS_FILE) >= 80
+
+
+# --- suspicious but usable: accepted, with one note each ----------------------------------------
+
+def test_per_row_voltage_disagreeing_with_optics_uses_the_optics_table(env, tmp_path):
+    from cryostar_engine.io import read_particles
+    star = env.write_star(tmp_path / "v.star", parts=env.parts.assign(rlnVoltage=200.0))
+    shutil.copy(env.root / "particles.mrcs", tmp_path)
+    meta = read_particles(star)
+    assert (meta.voltage_kv == 300.0).all()
+    assert any("_rlnVoltage in data_particles (200 at row 1, 40 rows) disagrees with data_optics (300)"
+               in n for n in meta.notes)
+
+
+def test_missing_amplitude_contrast_is_relions_default_or_the_override(env, tmp_path):
+    from cryostar_engine.io import read_particles
+    star = env.write_star(tmp_path / "q.star", optics=env.optics.drop(columns=["rlnAmplitudeContrast"]))
+    shutil.copy(env.root / "particles.mrcs", tmp_path)
+    meta = read_particles(star)
+    assert (meta.amplitude_contrast == 0.1).all()
+    assert any("no _rlnAmplitudeContrast: 0.1 assumed" in n and "--amplitude-contrast" in n
+               for n in meta.notes)
+    assert (read_particles(star, amplitude_contrast=0.07).amplitude_contrast == 0.07).all()
+    with pytest.raises(InputError, match=r"--amplitude-contrast must lie in \[0, 1\), got 1.2"):
+        read_particles(star, amplitude_contrast=1.2)
+
+
+def test_a_few_empty_images_are_kept_with_a_note(env, tmp_path):
+    from cryostar_engine.data.particles import ParticleDataset
+    from cryostar_engine.io import read_particles
+    images = env.images.copy()
+    images[[4, 9]] = 0
+    mrcfile.write(tmp_path / "particles.mrcs", images)
+    meta = read_particles(env.write_star(tmp_path / "e.star"))
+    ParticleDataset(meta, box=24)
+    assert any("2 of the 40 images are constant (no signal), e.g. star row 5" in n for n in meta.notes)
+
+
+def test_model_altlocs_models_and_insertion_codes_are_noted(tmp_path):
+    from cryostar_engine.io import read_beads
+    atoms = _atoms(ADK_REF.read_text().splitlines())
+    ca = next(i for i, ln in enumerate(atoms) if ln[12:16] == " CA ")
+    first, moved = atoms[ca][:16] + "A" + atoms[ca][17:], atoms[ca][:16] + "B" + atoms[ca][17:30] + \
+        f"{float(atoms[ca][30:38]) + 5:8.3f}" + atoms[ca][38:]
+    body = atoms[:ca] + [first, moved] + atoms[ca + 1:]
+    body = [ln[:26] + "A" + ln[27:] if ln[22:26].strip() == "9" else ln for ln in body]
+    text = "MODEL        1\n" + "\n".join(body) + "\nENDMDL\nMODEL        2\n" + "\n".join(atoms) + "\nENDMDL\n"
+    (tmp_path / "m.pdb").write_text(text)
+    beads = read_beads(tmp_path / "m.pdb")
+    assert len(beads) == 214
+    np.testing.assert_allclose(beads.coords_A[0, 0], float(atoms[ca][30:38]), atol=1e-3)  # altloc A
+    assert beads.notes == ["2 MODELs in the file: the first is used",
+                           "1 residue with alternate locations: the first altloc of each atom is used",
+                           "1 residue with insertion codes: each is its own bead"]

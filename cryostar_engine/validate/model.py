@@ -35,6 +35,10 @@ def _residue_key(line: str) -> tuple:
     return line[21], het, line[22:26].strip(), line[26].strip()
 
 
+def _residues(n: int) -> str:
+    return f"{n} residue" + ("s" if n != 1 else "")
+
+
 def scan_pdb(path: Path) -> ModelScan:
     """Scan the first model of a PDB file; raise :class:`InputError` on a residue id used twice
     in a chain (not contiguously), return a :class:`ModelScan` otherwise."""
@@ -67,8 +71,8 @@ def scan_pdb(path: Path) -> ModelScan:
     if scan.models > 1:
         scan.notes.append(f"{scan.models} MODELs in the file: the first is used")
     if altlocs:
-        scan.notes.append(f"{len(altlocs)} residues have alternate locations: the first altloc "
+        scan.notes.append(f"{_residues(len(altlocs))} with alternate locations: the first altloc "
                           "of each atom is used")
     if icodes:
-        scan.notes.append(f"{len(icodes)} residues carry insertion codes: each is its own bead")
+        scan.notes.append(f"{_residues(len(icodes))} with insertion codes: each is its own bead")
     return scan
