@@ -191,7 +191,7 @@ def test_volume_series_script_passes(tmp_path):
     script.write_text(chimerax_script(series, "/data/consensus map.mrc"))
     assert check_cxc_file(script) == []
     cmds = [ln for ln in script.read_text().splitlines() if not ln.startswith("#")]
-    assert cmds == ["open vol_kmeans_*.mrc vseries true", "open vol_pca_1_*.mrc vseries true",
+    assert cmds == ["open vol_kmeans_00*.mrc vseries true", "open vol_pca_1_00*.mrc vseries true",
                     "hide #2 models", "view"]           # one series shown at a time
 
 

@@ -12,6 +12,7 @@ they overlay the input model and map; ``volumes.cxc`` shows one series at a time
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +54,14 @@ def write_npy(path, array: np.ndarray) -> None:
         np.save(fh, array)     # a file object: np.save would append ".npy" to a bare name
 
 
+def _pattern(files: list[str]) -> str:
+    """A wildcard that matches the series' files (their common prefix + ``*`` + extension)."""
+    if len(files) == 1:
+        return files[0]
+    suffix = Path(files[0]).suffix
+    return os.path.commonprefix([f[:-len(suffix)] if suffix else f for f in files]) + "*" + suffix
+
+
 def chimerax_script(series_files: dict[str, list[str]], map_path: str | None = None) -> str:
     """A ``.cxc`` that opens each series as one volume series (``vseries true``), model #1, #2, …
     in the order of ``series_files``, and shows only the first.
@@ -71,7 +80,7 @@ def chimerax_script(series_files: dict[str, list[str]], map_path: str | None = N
              "# The volumes are in the frame of the input model and map (they overlay both)."]
     if map_path:
         lines.append(f"# The input map:  open {quote(map_path)}")
-    lines += [f"open vol_{name}_*.mrc vseries true" for name in names]
+    lines += [f"open {quote(_pattern(series_files[name]))} vseries true" for name in names]
     if len(names) > 1:
         lines.append("hide #2 models" if len(names) == 2 else f"hide #2-{len(names)} models")
     lines.append("view")
