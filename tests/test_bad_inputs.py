@@ -477,8 +477,6 @@ PENDING = {
     **{f"analyze:{c}": "analyze option checks (H2)"
        for c in ("k-0", "k-above-n", "pcs-0", "points-1", "k-negative")},
     "eval-atom:wrong-zdim": "eval-atom reads --z with np.load (H2)",
-    **{f"train-density:{c}": "train-density folder made before the dataset (H1: discard_on_failure)"
-       for c in ("nan-pixel", "inf-pixel", "many-empty-images")},
 }
 
 
