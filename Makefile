@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv clean
+.PHONY: demo test test-gui venv clean
 
 venv: $(STAMP)
 
@@ -20,10 +20,14 @@ $(STAMP): setup.py
 test: $(STAMP)
 	$(PY) -m pytest -q tests cryostar_plugin/tests
 
+# The Scipion GUI on a virtual display (needs Xvfb; screenshots in test-artifacts/gui/).
+test-gui: $(STAMP)
+	$(PY) -m pytest -q cryostar_plugin/tests/test_gui.py
+
 # The main job: a headless Scipion project on the bundled data (check inputs -> train atom
 # generator -> analyze -> train density generator -> particles subset), a few minutes on 2 cores.
 demo: $(STAMP)
 	$(PY) -m cryostar_plugin.demo --out $(CURDIR)/demo_output
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache
+	rm -rf $(VENV) demo_output .pytest_cache test-artifacts
