@@ -32,7 +32,7 @@ from dataclasses import MISSING, field, fields
 from .errors import InputError
 
 __all__ = ["setting", "test_hook", "validate_settings", "settings_json", "user_fields",
-           "flag_of", "config_from_dict", "apply_test_hooks", "TEST_HOOKS_ENV", "KIND_NAMES"]
+           "flag_of", "range_text", "config_from_dict", "apply_test_hooks", "TEST_HOOKS_ENV", "KIND_NAMES"]
 
 # environment variable → the test-hook field it sets (the first that the config has)
 TEST_HOOKS_ENV = {"CRYOSTAR_TEST_STOP_AFTER_STEPS": ("stop_after_steps", "debug_stop_after_steps"),
@@ -125,8 +125,11 @@ def _check_type(flag: str, kind: str, value) -> None:
 
 # -- validation ---------------------------------------------------------------------------------
 
-def _range_text(meta) -> str:
-    lo, hi = meta["min"], meta["max"]
+def range_text(meta) -> str:
+    """``"lie in (0, 1]"``, ``"be ≥ 1"`` … for a setting's metadata; ``""`` without bounds."""
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is None and hi is None:
+        return ""
     if lo is not None and hi is not None:
         return (f"lie in {'[' if meta['min_inclusive'] else '('}{_fmt(lo)}, {_fmt(hi)}"
                 f"{']' if meta['max_inclusive'] else ')'}")
@@ -161,7 +164,7 @@ def check_setting(f, value, meta=None) -> None:
     for x in values:
         if not _in_range(meta, x):
             each = " each" if kind == "int_list" else ""
-            raise InputError(f"{flag} must {_range_text(meta)}{each}, got {_fmt(value)}")
+            raise InputError(f"{flag} must {range_text(meta)}{each}, got {_fmt(value)}")
     if meta.get("even") and value % 2:
         raise InputError(f"{flag} must be an even number of pixels, got {value}")
 

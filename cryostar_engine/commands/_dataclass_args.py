@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..settings import flag_of, kind_of, settings_json, user_fields
+from ..settings import flag_of, kind_of, range_text, settings_json, user_fields
 
 __all__ = ["add_settings_args", "dataclass_from_args", "given_settings",
            "print_settings_json"]
@@ -20,8 +20,11 @@ __all__ = ["add_settings_args", "dataclass_from_args", "given_settings",
 def _help(f) -> str:
     m = f.metadata
     text = m.get("help", "")
-    if m.get("unit"):
-        text += f" ({m['unit']})"
+    limits = [m["unit"]] if m.get("unit") else []
+    if range_text(m):
+        limits.append(range_text(m).removeprefix("be ").replace("lie in ", "in "))
+    if limits:
+        text += f" ({'; '.join(limits)})"
     if m.get("choices"):
         text += f"; one of {', '.join(m['choices'])}"
     if m.get("required") or kind_of(f) == "bool":
