@@ -17,7 +17,7 @@ setup(
     license="GPL-3.0-or-later",
     python_requires=">=3.9",
     packages=find_packages(include=["cryostar_engine*", "cryostar_plugin*"]),
-    package_data={"cryostar_plugin": ["protocols.conf", "*.png"]},
+    package_data={"cryostar_plugin": ["protocols.conf", "*.png", "engine_settings/*.json"]},
     include_package_data=True,
     install_requires=[
         # torch: any CUDA or CPU build >= 2.1; install the build you want first.
