@@ -73,6 +73,7 @@ def _model_summary(ref: Reference, box: int, apix: float) -> dict:
         "centre_A": ref.centre_A.round(2).tolist(),
         "centre_offset_fraction_of_box": float(np.abs(ref.centre_A).max() / (box * apix)),
         "max_radius_A": float(radius.max()), "box_half_width_A": box * apix / 2,
+        "notes": list(b.notes),
     }
 
 
@@ -179,7 +180,7 @@ def format_report(r: dict) -> str:
     bp = r["backprojection"]
     lines.append(f"Back-proj.  {bp['particles_used']} particles; correlation with the "
                  f"{bp['compared_with']} (low-passed) {bp['correlation_lowpass']:.3f}")
-    lines += [f"Note        {n}" for n in p["notes"]]
+    lines += [f"Note        {n}" for n in p["notes"] + m.get("notes", [])]
     lines += [f"WARNING     {w}" for w in r["warnings"]]
     if "outputs" in r:
         lines.append(f"Wrote       {r['outputs']['backprojection']}")

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..geometry.frames import Frame
+from ..validate import load_latent_file
 from .pca import check_latent
 from .report import read_manifest
 
@@ -49,13 +50,14 @@ class RunInfo:
     frame: Frame = Frame()
     box_px: int | None = None
     apix_A: float | None = None
+    zdim: int | None = None
 
 
 def run_info(run_dir) -> RunInfo:
     """:class:`RunInfo` from ``RUN/manifest.json``; the identity frame when there is none."""
     man = read_manifest(run_dir) or {}
     return RunInfo(frame=Frame.from_json(man.get("frame")), box_px=man.get("box_px"),
-                   apix_A=man.get("apix_A"))
+                   apix_A=man.get("apix_A"), zdim=man.get("zdim"))
 
 
 def analysis_dir(run_dir) -> Path:
@@ -64,12 +66,7 @@ def analysis_dir(run_dir) -> Path:
 
 def load_latent(path) -> np.ndarray:
     """Read ``(N, zdim)`` latents from a ``.npy`` (or whitespace ``.txt``) file, checked."""
-    path = Path(path)
-    try:
-        z = np.loadtxt(path, ndmin=2) if path.suffix == ".txt" else np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read latents ({err})") from None
-    return check_latent(z, str(path))
+    return check_latent(load_latent_file(path), str(path))
 
 
 def load_pc_scores(run_dir=None, z_path=None) -> tuple[np.ndarray, str]:

@@ -21,6 +21,8 @@ from pathlib import Path
 
 from ..analysis import (AnalysisConfig, StructureDecoder, analysis_dir, load_latent,
                         read_manifest, run_analysis, run_info, run_latent_path)
+from ..train.rundir import discard_on_failure
+from ..validate import check_output_folder, check_positive
 
 
 def add_args(p):
@@ -56,6 +58,8 @@ def obtain_decoder(run_dir: Path, device: str) -> StructureDecoder | None:
 
 def main(args):
     run = Path(args.run)
+    check_positive("--pcs", args.pcs)
+    out = check_output_folder(args.out or analysis_dir(run))
     z_path = run_latent_path(run, args.z)
     config = AnalysisConfig(k=args.k, n_pcs=args.pcs, n_points=args.points,
                             random_state=args.seed, umap=not args.no_umap)
@@ -65,12 +69,12 @@ def main(args):
         print(f"analyze: the run's status is '{status}': analysing the z.npy of its last "
               "evaluation", file=sys.stderr)
     decoder = None if args.no_structures else obtain_decoder(run, args.device)
-    out = Path(args.out) if args.out else analysis_dir(run)
     info = run_info(run)
-    man = run_analysis(z, out, config, decoder=decoder, losses_csv=run / "losses.csv",
-                       map_path=args.map, z_source=z_path,
-                       log=lambda msg: print(f"analyze: {msg}", file=sys.stderr),
-                       frame=info.frame, box_px=info.box_px, apix_A=info.apix_A)
+    with discard_on_failure(out):
+        man = run_analysis(z, out, config, decoder=decoder, losses_csv=run / "losses.csv",
+                           map_path=args.map, z_source=z_path,
+                           log=lambda msg: print(f"analyze: {msg}", file=sys.stderr),
+                           frame=info.frame, box_px=info.box_px, apix_A=info.apix_A)
     ratio = man["pca"]["explained_variance_ratio"]
     print(f"{man['z']['n_particles']} particles, zdim {man['z']['zdim']}; explained variance: "
           + ", ".join(f"PC{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio[:5])))

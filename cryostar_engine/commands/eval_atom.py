@@ -8,12 +8,10 @@ Example usage
 -------------
   cryostar-engine eval-atom --run atom_run --z atom_run/z.npy --out all_particles.pdb
 """
-import numpy as np
-
 from ..analysis import run_info
 from ..atom.evaluate import load_decoder
-from ..errors import InputError
 from ..io.pdb import write_beads_pdb
+from ..validate import check_latent_array, check_output_file, load_latent_file
 
 
 def add_args(p):
@@ -23,12 +21,12 @@ def add_args(p):
 
 
 def main(args):
-    try:
-        z = np.load(args.z)
-    except (OSError, ValueError) as err:
-        raise InputError(f"{args.z}: cannot read latent vectors ({err})") from None
+    check_output_file(args.out)
+    z = load_latent_file(args.z)
     decode, beads = load_decoder(args.run)
-    if z.ndim == 1:
-        z = z[None]
+    zdim = run_info(args.run).zdim
+    if zdim and z.shape == (zdim, 1) and zdim > 1:       # one latent vector given as a 1-D array
+        z = z.T
+    z = check_latent_array(z, args.z, z_dim=zdim)
     write_beads_pdb(args.out, beads, run_info(args.run).frame.to_user(decode(z)))
     print(f"wrote {len(z)} model(s) of {len(beads)} beads to {args.out}")

@@ -12,6 +12,7 @@ Example usage
 from ..density import load_latents, load_trained, write_eval_volumes
 from ..density.results import eval_frame
 from ..train import prepare_run_dir, resolve_device
+from ..validate import check_output_folder
 
 
 def add_args(p):
@@ -24,6 +25,7 @@ def add_args(p):
 
 
 def main(args):
+    check_output_folder(args.out)
     trained = load_trained(args.run, resolve_device(args.device))
     z = load_latents(args.z_path, z_dim=trained.z_dim)
     out = prepare_run_dir(args.out, "density-eval", overwrite=args.overwrite)

@@ -29,6 +29,7 @@ from ..analysis import (IMAGE_PATH_MODES, load_indices, load_labels, load_pc_sco
                         parse_cluster_list, read_manifest, read_star_rows, select_clusters,
                         select_pc_range, write_star_subsets)
 from ..errors import InputError
+from ..validate import check_output_file
 
 
 def add_args(p):
@@ -89,6 +90,7 @@ def _selection(args, n: int) -> dict:
 
 
 def main(args):
+    check_output_file(args.out)
     star = read_star_rows(args.particles)
     subsets = _selection(args, len(star))
     if args.invert:
