@@ -23,6 +23,7 @@ A saved ``config.json`` carries ``{"schema_version": N, "kind": "atom" | "densit
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -31,7 +32,7 @@ from dataclasses import MISSING, field, fields
 
 from .errors import InputError
 
-__all__ = ["setting", "test_hook", "validate_settings", "settings_json", "user_fields",
+__all__ = ["StageConfig", "setting", "test_hook", "validate_settings", "settings_json", "user_fields",
            "flag_of", "range_text", "config_from_dict", "apply_test_hooks", "TEST_HOOKS_ENV", "KIND_NAMES"]
 
 # environment variable → the test-hook field it sets (the first that the config has)
@@ -218,6 +219,40 @@ def settings_json(command: str, *classes) -> str:
 
 
 # -- saved configs ------------------------------------------------------------------------------
+
+class StageConfig:
+    """Base of the frozen config dataclasses of both stages: validation when built, JSON with
+    ``schema_version`` and ``kind``, and the reading of a saved config (the other stage's
+    refused).  Subclasses set ``KIND`` and ``SCHEMA_VERSION`` (and optionally
+    ``LEGACY_NAMES``, old key → field, and ``legacy_values(data)``)."""
+
+    KIND = ""
+    SCHEMA_VERSION = 1
+
+    def __post_init__(self):
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise :class:`InputError` (one line naming the flag) on a value out of range."""
+        validate_settings(self)
+
+    def replace(self, **changes):
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict, with ``schema_version`` and ``kind`` (what ``config.json`` holds)."""
+        return {"schema_version": self.SCHEMA_VERSION, "kind": self.KIND, **dataclasses.asdict(self)}
+
+    def to_json(self) -> dict:
+        """Same as :meth:`to_dict`."""
+        return self.to_dict()
+
+    @classmethod
+    def from_dict(cls, data: dict, source: str = "config", hint: str | None = None):
+        """Inverse of :meth:`to_dict`; see :func:`config_from_dict`."""
+        return config_from_dict(cls, data, source, hint)
+
 
 def infer_kind(data: dict) -> str | None:
     """``"atom"``/``"density"`` from a config dict's ``kind`` (or, in configs written before it

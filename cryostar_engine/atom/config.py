@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import Q0_DEFAULT_TEXT, config_from_dict, setting, test_hook, validate_settings
+from ..settings import Q0_DEFAULT_TEXT, StageConfig, config_from_dict, setting, test_hook
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs"]
 
@@ -50,7 +50,9 @@ _AT_LEAST_1 = dict(min=1)
 
 
 @dataclass(frozen=True)
-class AtomConfig:
+class AtomConfig(StageConfig):
+    """Everything that defines a stage-1 run (see the module docstring)."""
+
     KIND = "atom"
     SCHEMA_VERSION = SCHEMA_VERSION
 
@@ -158,16 +160,6 @@ class AtomConfig:
     # tests only (not flags; see cryostar_engine.settings.TEST_HOOKS_ENV)
     stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
     debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
-
-    def __post_init__(self):
-        validate_settings(self)
-
-    def to_json(self) -> dict:
-        """Plain JSON-able dict with ``schema_version`` and ``kind``."""
-        return {"schema_version": SCHEMA_VERSION, "kind": self.KIND, **dataclasses.asdict(self)}
-
-    def replace(self, **changes) -> "AtomConfig":
-        return dataclasses.replace(self, **changes)
 
 
 ESSENTIAL = tuple(f.name for f in dataclasses.fields(AtomConfig) if f.metadata.get("essential"))

@@ -18,13 +18,13 @@ convention (to prove that a test can fail) or simulate an interruption / a non-f
 """
 from __future__ import annotations
 
-import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import Q0_DEFAULT_TEXT, config_from_dict, setting, test_hook, validate_settings
+from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, setting, test_hook,
+                        validate_settings)
 
 __all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
            "load_density_config_file", "read_run_config"]
@@ -45,7 +45,7 @@ _AT_LEAST_1 = dict(min=1)
 
 
 @dataclass(frozen=True)
-class DensityConfig:
+class DensityConfig(StageConfig):
     """Everything that defines a density-generator run.
 
     Inputs: ``particles`` (RELION star: poses, CTF, image names), ``z_path`` (``.npy`` of shape
@@ -131,24 +131,13 @@ class DensityConfig:
     debug_stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
     debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
 
-    def __post_init__(self):
-        self.validate()
-
     def validate(self) -> None:
         """Raise :class:`InputError` on values that cannot work (one line naming the flag)."""
-        validate_settings(self)
+        super().validate()
         if self.debug_rotation not in ("RT", "R"):
             raise InputError("debug_rotation must be 'RT' or 'R'")
         if self.debug_ctf_sign not in (1.0, -1.0):
             raise InputError("debug_ctf_sign must be +1 or -1")
-
-    def replace(self, **changes) -> "DensityConfig":
-        """A copy with some fields changed."""
-        return dataclasses.replace(self, **changes)
-
-    def to_dict(self) -> dict:
-        """Plain JSON-able dict, with ``schema_version`` and ``kind``."""
-        return {"schema_version": SCHEMA_VERSION, "kind": self.KIND, **dataclasses.asdict(self)}
 
     @staticmethod
     def legacy_values(data: dict) -> dict:
@@ -158,17 +147,16 @@ class DensityConfig:
         return data
 
     @classmethod
-    def from_dict(cls, data: dict, source: str = "density config") -> "DensityConfig":
+    def from_dict(cls, data: dict, source: str = "density config",
+                  hint: str | None = "pass a train-density run") -> "DensityConfig":
         """Inverse of :meth:`to_dict`: schema-1 configs are mapped; unknown keys (a newer engine
         wrote them) and a stage-1 config are refused in one line."""
-        return config_from_dict(cls, data, source, hint="pass a train-density run")
+        return config_from_dict(cls, data, source, hint)
 
 
 @dataclass(frozen=True)
 class DensityRunOptions:
     """What one ``train-density`` invocation does with its run folder (not saved in the config)."""
-
-    KIND = "density"
 
     out: str = _s(help="output folder of the run", required=True, **_E)
     resume: bool = _s(False, "continue the run in --out from its last checkpoint", **_E)
