@@ -1,0 +1,261 @@
+"""Kill training with SIGKILL at random points, resume, and compare with an uninterrupted run.
+
+For each stage (1: train-atom, 2: train-density) the script
+1. trains once without interruption (CPU, one thread, fixed seed) and keeps the final z (stage 1)
+   or the final weights (stage 2);
+2. N times: starts the same training in a subprocess and kills it with SIGKILL either at a random
+   time between just before its run folder appears and just before its expected end, or — every ``--write-every``-th point — in the
+   middle of a checkpoint write (the subprocess's ``torch.save`` writes half the file, pauses,
+   then finishes: the kill lands while the temporary file is half written);
+3. continues the killed run with ``--resume`` (or starts it again when it was killed before its
+   run folder existed), and records the largest difference to the uninterrupted result.
+
+Prints a table (one row per kill point) and a summary; ``--markdown`` prints it as Markdown for
+benchmarks/RESULTS.md.
+
+Example usage:
+  python benchmarks/kill_resume.py                   # 20 kill points per stage, both stages
+  python benchmarks/kill_resume.py --kills 3 --stages 1 --seed 1
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+STAR = REPO / "data" / "adk_sim48" / "particles.star"
+MODEL = REPO / "data" / "adk_models" / "adk_ref_frame048.pdb"
+
+#: the tiny settings of tests/test_atom_resume.py and tests/test_density_resume.py, lengthened a
+#: little so that a kill can land anywhere in training
+STAGE_ARGS = {
+    1: ["train-atom", "--particles", str(STAR), "--model", str(MODEL), "--epochs", "12",
+        "--lr", "1e-3", "--low-pass", "6", "--seed", "3", "--threads", "1",
+        "--checkpoint-every", "10", "--box", "32"],
+    2: ["train-density", "--particles", str(STAR), "--box", "16", "--hidden", "32",
+        "--residual-layers", "1", "--epochs", "8", "--batch", "64", "--lr", "1e-3",
+        "--device", "cpu", "--seed", "3", "--threads", "1", "--k", "2", "--pcs", "1",
+        "--points", "2"],
+}
+
+# The subprocess: run the CLI; with KILL_RESUME_SLOW_SAVE set, torch.save writes the first half
+# of each checkpoint, flushes it, waits that many seconds, then writes the rest (a test harness
+# around the library call, so that a kill can land inside a checkpoint write).
+CHILD = r"""
+import io, os, sys, time
+import torch
+pause = float(os.environ.get("KILL_RESUME_SLOW_SAVE", "0"))
+if pause:
+    _save = torch.save
+    def slow_save(obj, f, *a, **k):
+        buf = io.BytesIO()
+        _save(obj, buf, *a, **k)
+        data = buf.getvalue()
+        with open(f, "wb") as out:
+            out.write(data[: len(data) // 2]); out.flush(); os.fsync(out.fileno())
+            time.sleep(pause)
+            out.write(data[len(data) // 2:])
+    torch.save = slow_save
+from cryostar_engine.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@dataclass
+class KillPoint:
+    stage: int
+    index: int
+    mode: str            # "random" or "checkpoint write"
+    at_s: float          # seconds after start
+    state: str           # what the kill interrupted
+    resumed_from: int | None
+    max_diff: float
+    ok: bool
+
+
+def _env(slow_save: float = 0.0) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    env.pop("CRYOSTAR_TEST_STOP_AFTER_STEPS", None)
+    if slow_save:
+        env["KILL_RESUME_SLOW_SAVE"] = str(slow_save)
+    return env
+
+
+def _cli(args, env=None, **kw) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, env=env or _env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+
+
+def _run_to_end(args, watch: Path | None = None) -> float | None:
+    """Run to the end; with ``watch``, return when ``watch/run.json`` appeared (s after start)."""
+    proc, t0, appeared = _cli(args), time.monotonic(), None
+    while watch is not None and proc.poll() is None:
+        if appeared is None and (watch / "run.json").is_file():
+            appeared = time.monotonic() - t0
+        time.sleep(0.02)
+    _, err = proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:1])} failed ({proc.returncode}): {err.strip()[-400:]}")
+    return appeared
+
+
+def stage_args(stage: int, out: Path, z_path: Path | None, base=None) -> list[str]:
+    """The command line of a stage's run into ``out`` (``base``: other settings than
+    :data:`STAGE_ARGS`)."""
+    args = list((base or STAGE_ARGS)[stage]) + ["--out", str(out)]
+    if stage == 2:
+        args += ["--z", str(z_path)]
+    return args
+
+
+def final_result(stage: int, run: Path) -> np.ndarray | dict:
+    if stage == 1:
+        return np.load(run / "z.npy")
+    return torch.load(run / "weights.pt", weights_only=True)["model"]
+
+
+def max_diff(stage: int, a, b) -> float:
+    if stage == 1:
+        return float(np.abs(a - b).max())
+    return max(float((a[k].float() - b[k].float()).abs().max()) for k in a)
+
+
+def kill_state(run: Path) -> str:
+    manifest = run / "manifest.json"
+    if not (run / "run.json").is_file():
+        return "before the run folder"
+    if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "finished":
+        return "after the end"
+    if any(p.name.endswith(".tmp") for p in (run / "checkpoints").glob(".*")):
+        return "checkpoint half-written"
+    return "between steps"
+
+
+def kill_at_random(args, at_s: float) -> None:
+    proc = _cli(args)
+    try:
+        proc.wait(timeout=at_s)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -> float:
+    """Kill when the (skip+1)-th half-written checkpoint appears; return seconds from start."""
+    proc = _cli(args, env=_env(slow_save=0.5))
+    t0, seen, folder = time.monotonic(), set(), run / "checkpoints"
+    try:
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            temps = {p.name for p in folder.glob(".*.tmp")} if folder.is_dir() else set()
+            new = temps - seen
+            if new:
+                seen |= new
+                if len(seen) > skip:
+                    proc.send_signal(signal.SIGKILL)
+                    break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    return time.monotonic() - t0
+
+
+def resume(stage: int, run: Path, z_path: Path | None, base=None) -> int | None:
+    """Continue (or restart) the killed run; return the step resumed from (None: restarted)."""
+    from cryostar_engine.train import list_checkpoints
+
+    if not (run / "run.json").is_file():
+        _run_to_end(stage_args(stage, run, z_path, base))
+        return None
+    ckpts = list_checkpoints(run)
+    step = int(ckpts[-1].stem.split("_")[1]) if ckpts else 0
+    _run_to_end(["train-atom" if stage == 1 else "train-density", "--out", str(run), "--resume"])
+    return step
+
+
+def run_stage(stage: int, kills: int, work: Path, rng: random.Random, write_every: int,
+              z_path: Path | None, log) -> list[KillPoint]:
+    reference = work / f"stage{stage}_uninterrupted"
+    t0 = time.monotonic()
+    t_folder = _run_to_end(stage_args(stage, reference, z_path), watch=reference) or 0.0
+    duration = time.monotonic() - t0
+    truth = final_result(stage, reference)
+    log(f"stage {stage}: uninterrupted run {duration:.1f} s, its run folder after {t_folder:.1f} s")
+    points = []
+    for i in range(kills):
+        run = work / f"stage{stage}_kill{i:02d}"
+        args = stage_args(stage, run, z_path)
+        if write_every and i % write_every == write_every - 1:
+            mode = "checkpoint write"
+            at = kill_in_checkpoint_write(args, run, skip=rng.randrange(0, 4))
+        else:
+            # from just before the run folder appears to just before the end
+            mode, at = "random", rng.uniform(0.9 * t_folder, t_folder + 0.9 * (duration - t_folder))
+            kill_at_random(args, at)
+        state = kill_state(run)
+        resumed = resume(stage, run, z_path)
+        diff = max_diff(stage, truth, final_result(stage, run))
+        points.append(KillPoint(stage, i, mode, at, state, resumed, diff, diff <= 1e-5))
+        log(f"  kill {i:2d} ({mode}) at {at:5.1f} s, {state}; resumed from step "
+            f"{resumed if resumed is not None else '— (restarted)'}: max |diff| {diff:.2e}")
+    return points
+
+
+def table(points: list[KillPoint], markdown: bool) -> str:
+    head = ["stage", "kill", "how", "at (s)", "interrupted", "resumed from step", "max |diff|", "equal"]
+    rows = [[str(p.stage), str(p.index), p.mode, f"{p.at_s:.1f}", p.state,
+             "restarted" if p.resumed_from is None else str(p.resumed_from), f"{p.max_diff:.1e}",
+             "yes" if p.ok else "NO"] for p in points]
+    if markdown:
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    return "\n".join([fmt.format(*head)] + [fmt.format(*r) for r in rows])
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kills", type=int, default=20, help="kill points per stage (default 20)")
+    p.add_argument("--stages", type=int, nargs="+", default=[1, 2], choices=[1, 2])
+    p.add_argument("--write-every", type=int, default=4,
+                   help="every Nth kill lands inside a checkpoint write (default 4; 0: never)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the kill times (default 0)")
+    p.add_argument("--work", help="folder for the runs (default: a temporary folder)")
+    p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
+    args = p.parse_args(argv)
+    rng = random.Random(args.seed)
+    log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(args.work or tmp)
+        work.mkdir(parents=True, exist_ok=True)
+        z_path = None
+        if 2 in args.stages:
+            z_path = work / "z_stage2.npy"
+            np.save(z_path, np.random.default_rng(1).standard_normal((384, 2)).astype(np.float32))
+        t0 = time.monotonic()
+        points = []
+        for stage in args.stages:
+            points += run_stage(stage, args.kills, work, rng, args.write_every, z_path, log)
+        print(table(points, args.markdown))
+        bad = [pt for pt in points if not pt.ok]
+        print(f"\n{len(points) - len(bad)} of {len(points)} killed runs resumed to the uninterrupted "
+              f"result (max |diff| ≤ 1e-5); {time.monotonic() - t0:.0f} s in all")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
