@@ -199,10 +199,13 @@ def test_rerun_removes_stale_outputs_and_no_decoder_skips_models(tmp_path, laten
     out = tmp_path / "analysis"
     run_analysis(z, out, AnalysisConfig(k=4, n_pcs=3, n_points=5), decoder=decoder)
     assert (out / "pca_3.pdb").is_file()
+    (out / "my_notes.txt").write_text("a user's file")     # not the analysis's: it stays
     man = run_analysis(z, out, AnalysisConfig(k=4, n_pcs=1, n_points=5), decoder=None)
     assert not (out / "pca_3.pdb").exists() and not (out / "z_pca_2.txt").exists()
     assert not (out / "pca_1.cxc").exists() and (out / "z_pca_1.txt").is_file()
     assert man["structures"] is False and "pdb" not in man["trajectories"][0]
+    assert (out / "my_notes.txt").is_file() and "my_notes.txt" in man["files"]
+    assert "my_notes.txt" not in man["outputs"] and not (out / "pca_2_points").exists()
     assert any("no decoder" in n for n in man["notes"])
 
 

@@ -228,10 +228,18 @@ def _umap(w, z, states, config, notes) -> dict | None:
 
 
 def _remove_stale(folder: Path, old: dict | None, keep: list[str]) -> None:
-    for name in set((old or {}).get("files", [])) - set(keep):
+    """Delete what the previous analysis wrote (its ``outputs``; ``files`` in schema 1) and this
+    one did not, and the sub-folders that leaves empty; files it did not write (a user's notes,
+    say) stay."""
+    old = old or {}
+    legacy = old.get("files", []) if old.get("schema") == "cryostar-analysis/1" else []
+    root = folder.resolve()
+    for name in set(old.get("outputs", legacy)) - set(keep):
         p = (folder / name).resolve()
-        if folder.resolve() in p.parents and p.is_file():
+        if root in p.parents and p.is_file():
             p.unlink()
+            if p.parent != root and not any(p.parent.iterdir()):
+                p.parent.rmdir()
 
 
 def _map_entry(map_path, frame: Frame, notes) -> tuple[Path | None, dict | None]:
@@ -318,6 +326,7 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
     manifest["figures"] = _figures(w, pca, states, trajs, losses_csv, notes)
     manifest["umap"] = _umap(w, z, states, config, notes)
     manifest["notes"] = list(notes)
+    manifest["outputs"] = sorted(set(w.files))
     _remove_stale(out, old, w.files + [MANIFEST])
     series, cxc = _series(manifest)
     written = write_manifest(out, "analysis", "finished", box_px, apix_A, frame=frame,
