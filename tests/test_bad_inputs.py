@@ -467,17 +467,7 @@ def _assert_one_line(err: str, fragment: str) -> None:
     assert fragment in lines[0], f"expected {fragment!r} in: {lines[0]}"
 
 
-# cases whose fix lies in files another helper is changing today (status.md requests); strict, so
-# that each mark must go the moment its fix lands
-PENDING = {
-    **{f"eval-atom:{c}": "eval-atom reads --z with np.load (H2: use validate.load_latent_file)"
-       for c in LATENT_CASES},
-    **{f"analyze:{c}": "analysis.run_files.load_latent (H2: use validate.load_latent_file)"
-       for c in ("empty-file", "not-npy", "object-pickle")},
-    **{f"analyze:{c}": "analyze option checks (H2)"
-       for c in ("k-0", "k-above-n", "pcs-0", "points-1", "k-negative")},
-    "eval-atom:wrong-zdim": "eval-atom reads --z with np.load (H2)",
-}
+PENDING: dict = {}     # case id -> why it cannot pass yet (strict xfail); empty now
 
 
 def _cases():
