@@ -152,3 +152,10 @@ def test_manifest_listing_rules_and_the_check_fails_on_an_unlisted_file(tmp_path
     (tmp_path / "late.png").write_text("x")          # written after the manifest: caught
     with pytest.raises(AssertionError, match="exactly the folder's files"):
         check_manifest(tmp_path, "atom", skip=("analysis",))
+
+
+def test_run_log_states_the_low_pass_and_the_frame(atom_run):
+    log = (atom_run / "run.log").read_text()
+    man = json.loads((atom_run / "manifest.json").read_text())
+    assert f"low-pass {man['low_pass']['A']:.1f} Å ({man['low_pass']['source']})" in log
+    assert "model frame: map, shift (-48.0, -48.0, -48.0) Å" in log

@@ -266,6 +266,9 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
                  n, p.inputs.dataset.box, p.inputs.dataset.apix, len(p.inputs.reference.beads),
                  total_steps, cfg.batch, p.device,
                  f" × {p.ctx.world_size} processes" if p.ctx.enabled else "")
+        log.info("low-pass %.1f Å (%s); model frame: %s, shift %s Å", cfg.low_pass_A,
+                 p.inputs.low_pass_source, p.inputs.reference.frame.source,
+                 tuple(round(v, 2) for v in p.inputs.reference.frame.shift_A))
         step = images_seen = 0
         if p.ctx.is_main:
             _checkpoint(cfg, p, run_dir, step, images_seen, noise_gen)
