@@ -159,3 +159,13 @@ def test_run_log_states_the_low_pass_and_the_frame(atom_run):
     man = json.loads((atom_run / "manifest.json").read_text())
     assert f"low-pass {man['low_pass']['A']:.1f} Å ({man['low_pass']['source']})" in log
     assert "model frame: map, shift (-48.0, -48.0, -48.0) Å" in log
+
+
+def test_load_decoder_gives_box_frame_beads_and_structures(atom_run, corner):
+    """The run's reference PDB is in the user frame; the decoder and its beads stay in the box
+    frame (what the figures compare with box-frame truths)."""
+    model, _ = corner
+    decode, beads = load_decoder(atom_run)
+    np.testing.assert_allclose(beads.coords_A, read_beads(model).coords_A + SHIFT, atol=1e-3)
+    z = np.load(atom_run / "z.npy")[:5]
+    assert np.abs(decode(z) - beads.coords_A).max() < 20.0

@@ -56,7 +56,10 @@ def load_run(run_dir, device="cpu") -> tuple[AtomVAE, AtomConfig, Beads, dict]:
     state = load_latest_checkpoint(run_dir, map_location=device)
     if state is None:
         raise InputError(f"{run_dir}: no checkpoint yet; wait for the first one or train longer")
+    # names from the run's reference PDB (written in the user frame); coordinates in the box frame,
+    # the decoder's, from the trained model's own reference buffer
     beads = read_beads(run_dir / REFERENCE_FILE)
+    beads = beads.with_coords(state["model"]["reference_A"].double().cpu().numpy())
     model = AtomVAE(state["box"], len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden,
                     torch.as_tensor(beads.coords_A))
     model.load_state_dict(state["model"])
