@@ -1,6 +1,6 @@
 """Geometry conventions: RELION Euler angles, rotation matrices, the model's frame in the box."""
-from .frames import check_model_centre, map_frame_offset
+from .frames import Frame, check_model_centre, frame_problem, map_frame_offset, map_size_problem
 from .poses import euler_to_matrix, matrix_to_euler, rotate_points
 
-__all__ = ["euler_to_matrix", "matrix_to_euler", "rotate_points", "check_model_centre",
-           "map_frame_offset"]
+__all__ = ["euler_to_matrix", "matrix_to_euler", "rotate_points", "Frame", "check_model_centre",
+           "frame_problem", "map_frame_offset", "map_size_problem"]
