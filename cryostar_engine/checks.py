@@ -94,7 +94,7 @@ def check_inputs(cfg: CheckConfig) -> dict:
     """Validate the inputs of a training run and return the report (see module docstring)."""
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
     map_data = read_map(cfg.map) if cfg.map else None
-    ref = load_reference(cfg.model, meta.box, meta.apix, map_data)
+    ref = load_reference(cfg.model, meta.box, meta.apix, map_data, cfg.map)
     box = min(meta.box, cfg.max_box)
     ds = ParticleDataset(meta, box=box, max_cache_bytes=0)
     apix = ds.apix
@@ -122,7 +122,7 @@ def check_inputs(cfg: CheckConfig) -> dict:
                                 "correlation_lowpass": cc}
     report["warnings"] += _warnings(report, cc)
     if cfg.out:
-        _write_outputs(Path(cfg.out), report, recon, density, apix)
+        _write_outputs(Path(cfg.out), report, recon, density, apix, ref.frame)
     return report
 
 
@@ -144,10 +144,13 @@ def _warnings(report: dict, cc: float) -> list[str]:
     return out
 
 
-def _write_outputs(out: Path, report: dict, recon, density, apix: float) -> None:
+def _write_outputs(out: Path, report: dict, recon, density, apix: float, frame) -> None:
+    """Report files and the two maps, in the frame of the input model and map (they overlay it)."""
     out.mkdir(parents=True, exist_ok=True)
-    write_mrc(out / "backprojection.mrc", recon.numpy(), apix)
-    write_mrc(out / "model_density.mrc", density.numpy(), apix)
+    origin = frame.volume_origin_A(recon.shape[-1], apix)
+    write_mrc(out / "backprojection.mrc", recon.numpy(), apix, origin_A=origin)
+    write_mrc(out / "model_density.mrc", density.numpy(), apix, origin_A=origin)
+    report["frame"] = frame.to_json()
     report["outputs"] = {"backprojection": str(out / "backprojection.mrc"),
                          "model_density": str(out / "model_density.mrc")}
     write_json(out / "report.json", report)

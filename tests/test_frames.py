@@ -90,3 +90,27 @@ def test_unreadable_files_exit_2_with_one_line(capsys, args, message):
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.strip().splitlines() == [
         f"cryostar-engine: error: {message}"]
+
+
+def test_check_inputs_maps_overlay_a_corner_origin_map(corner, tmp_path):
+    """check-inputs writes its back-projection and model density in the input's frame: with the
+    model and map of a program whose maps start at 0, both carry origin 0 like that map."""
+    import mrcfile
+    from cryostar_engine.checks import CheckConfig, check_inputs
+    import torch
+    from cryostar_engine.metrics import correlation
+    from cryostar_engine.physics.fourier import gaussian_lowpass_volume
+
+    model, corner_map = corner
+    report = check_inputs(CheckConfig(particles=str(ADK_MAP.parent / "particles.star"),
+                                      model=str(model), map=str(corner_map), out=str(tmp_path),
+                                      max_particles=128))
+    assert report["frame"]["shift_A"] == [-48.0, -48.0, -48.0] and report["frame"]["source"] == "map"
+    ref = read_map(corner_map)
+    for name in ("backprojection.mrc", "model_density.mrc"):
+        with mrcfile.open(tmp_path / name) as m:
+            origin = [float(m.header.origin.x), float(m.header.origin.y), float(m.header.origin.z)]
+            data = np.asarray(m.data)
+        assert origin == [0.0, 0.0, 0.0], name
+        smooth = [gaussian_lowpass_volume(torch.as_tensor(v), 1.5) for v in (data, ref.data)]
+        assert correlation(*smooth) > 0.8, name          # same grid as the map it overlays
