@@ -218,7 +218,16 @@ def _zeros(a):
     return a
 
 
+def mode_9_stack(env, d):
+    """A stack whose header names MRC mode 9 (no such mode)."""
+    stack_variant(lambda a: a)(env, d)
+    with mrcfile.open(d / "particles.mrcs", "r+", permissive=True) as m:
+        m.header.mode = 9
+    return d / "bad.star"
+
+
 STACK_CASES = {
+    "unsupported-mode": (mode_9_stack, "unreadable or truncated MRC file (Unrecognised mode '9')"),
     "nan-pixel": (stack_variant(_nan_pixel), "image 12 (star row 12) holds NaN or Inf pixels"),
     "inf-pixel": (stack_variant(_inf_pixel), "image 1 (star row 1) holds NaN or Inf pixels"),
     "many-empty-images": (stack_variant(_zeros), "10 of the 40 images are constant"),
@@ -556,3 +565,16 @@ def test_model_altlocs_models_and_insertion_codes_are_noted(tmp_path):
     assert beads.notes == ["2 MODELs in the file: the first is used",
                            "1 residue with alternate locations: the first altloc of each atom is used",
                            "1 residue with insertion codes: each is its own bead"]
+
+
+@pytest.mark.parametrize("stage", ["train-atom", "train-density"])
+def test_a_diverging_run_ends_in_one_line_and_leaves_no_folder(env, tmp_path, capsys, stage):
+    """--lr 1e30 makes every step non-finite: the guard skips five, then the run stops."""
+    cmd = train_atom if stage == "train-atom" else train_density
+    argv = cmd(env, tmp_path) + ["--lr", "1e30", "--epochs", "3", "--batch", "8"]   # 15 steps
+    status, err = _run(argv, capsys)
+    assert status == 2
+    _assert_one_line(err, "training diverged: non-finite loss at step 7 after 5 skipped steps in a "
+                          "row; lower --lr")
+    assert f"{tmp_path / 'out'} was removed" in err
+    assert not (tmp_path / "out").exists()
