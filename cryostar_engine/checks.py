@@ -23,6 +23,7 @@ from .metrics import correlation
 from .physics.fourier import fourier_crop_volume, gaussian_lowpass_volume
 from .recon.backproject import Backprojector
 from .reference import Reference, load_reference
+from .train.manifest import write_manifest
 from .train.rundir import write_json
 from .io.atomic import write_text_atomic
 from .lowpass import BEAD_SIGMA_A, model_density, suggest_low_pass  # noqa: F401 (re-exported)
@@ -155,6 +156,8 @@ def _write_outputs(out: Path, report: dict, recon, density, apix: float, frame) 
                          "model_density": str(out / "model_density.mrc")}
     write_json(out / "report.json", report)
     write_text_atomic(out / "report.txt", format_report(report))
+    write_manifest(out, "check", "finished", recon.shape[-1], apix, frame=frame,
+                   report="report.json", text="report.txt", maps=["backprojection.mrc", "model_density.mrc"])
 
 
 def format_report(r: dict) -> str:

@@ -106,6 +106,9 @@ def test_check_inputs_maps_overlay_a_corner_origin_map(corner, tmp_path):
                                       model=str(model), map=str(corner_map), out=str(tmp_path),
                                       max_particles=128))
     assert report["frame"]["shift_A"] == [-48.0, -48.0, -48.0] and report["frame"]["source"] == "map"
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    assert man["schema"] == "cryostar-check/1" and man["frame"] == report["frame"]
+    assert man["files"] == sorted(p.name for p in tmp_path.iterdir()) and man["box_px"] == 48
     ref = read_map(corner_map)
     for name in ("backprojection.mrc", "model_density.mrc"):
         with mrcfile.open(tmp_path / name) as m:
