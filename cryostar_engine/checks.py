@@ -26,7 +26,7 @@ from .reference import Reference, load_reference
 from .train.manifest import write_manifest
 from .train.rundir import write_json
 from .io.atomic import write_text_atomic
-from .lowpass import BEAD_SIGMA_A, model_density, suggest_low_pass  # noqa: F401 (re-exported)
+from .lowpass import model_density, suggest_low_pass
 
 __all__ = ["CheckConfig", "check_inputs", "format_report"]
 
