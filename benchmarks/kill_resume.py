@@ -4,7 +4,9 @@ For each stage (1: train-atom, 2: train-density) the script
 1. trains once without interruption (CPU, one thread, fixed seed) and keeps the final z (stage 1)
    or the final weights (stage 2);
 2. N times: starts the same training in a subprocess and kills it with SIGKILL either at a random
-   time between just before its run folder appears and just before its expected end, or — every ``--write-every``-th point — in the
+   time into its training (counted from when its run folder appears, drawn uniformly over 95 %
+   of the uninterrupted run's training time; a kill that comes after a faster run's end is
+   drawn again), or — every ``--write-every``-th point — in the
    middle of a checkpoint write (the subprocess's ``torch.save`` writes half the file, pauses,
    then finishes: the kill lands while the temporary file is half written);
 3. continues the killed run with ``--resume`` (or starts it again when it was killed before its
@@ -23,6 +25,7 @@ import argparse
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -143,13 +146,24 @@ def kill_state(run: Path) -> str:
     return "between steps"
 
 
-def kill_at_random(args, at_s: float) -> None:
-    proc = _cli(args)
+def kill_at_random(args, run: Path, after_folder_s: float, timeout: float = 600) -> float:
+    """Kill ``after_folder_s`` seconds after ``run/run.json`` appeared (training has started);
+    return the seconds from start to the kill (or to the end, when it finished first)."""
+    proc, t0, t_folder = _cli(args), time.monotonic(), None
     try:
-        proc.wait(timeout=at_s)
-    except subprocess.TimeoutExpired:
-        proc.send_signal(signal.SIGKILL)
+        while proc.poll() is None and time.monotonic() - t0 < timeout:
+            now = time.monotonic()
+            if t_folder is None and (run / "run.json").is_file():
+                t_folder = now
+            if t_folder is not None and now - t_folder >= after_folder_s:
+                proc.send_signal(signal.SIGKILL)
+                break
+            time.sleep(0.01)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
         proc.wait()
+    return time.monotonic() - t0
 
 
 def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -> float:
@@ -201,10 +215,14 @@ def run_stage(stage: int, kills: int, work: Path, rng: random.Random, write_ever
         if write_every and i % write_every == write_every - 1:
             mode = "checkpoint write"
             at = kill_in_checkpoint_write(args, run, skip=rng.randrange(0, 4))
-        else:
-            # from just before the run folder appears to just before the end
-            mode, at = "random", rng.uniform(0.9 * t_folder, t_folder + 0.9 * (duration - t_folder))
-            kill_at_random(args, at)
+        else:       # a random time into training (the uninterrupted run's training time)
+            mode, fraction = "random", rng.uniform(0.0, 0.95)
+            for _ in range(3):   # a kill that came after the end (a faster run) is drawn again
+                at = kill_at_random(args, run, fraction * (duration - t_folder))
+                if kill_state(run) != "after the end":
+                    break
+                shutil.rmtree(run)
+                fraction *= 0.5
         state = kill_state(run)
         resumed = resume(stage, run, z_path)
         diff = max_diff(stage, truth, final_result(stage, run))
