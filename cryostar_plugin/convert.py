@@ -4,21 +4,20 @@
   ``ALIGN_PROJ``: rot/tilt/psi in degrees, ``rlnOriginX/YAngst`` in Å, CTF, optics table).  Its
   stacks are linked (or converted) under ``<outputDir>/input`` and the image names are written
   as *absolute* paths, so the engine finds them from any working directory.
-* Reference model: a copy in the engine's box-centred frame, shifted according to the consensus
-  map's origin (see :mod:`cryostar_plugin.model_frame`).
-* Consensus map: an MRC copy with Scipion's sampling and the engine's box-centred origin
-  ``-(D//2)·apix``, so that the engine (which places models with the map header's origin) adds
-  no further shift to the already centred model.
+* Reference model: the user's file as it is (never copied, shifted or rewritten).
+* Consensus map: an MRC copy whose header carries Scipion's sampling and origin, i.e. the map
+  as Scipion displays it; a model docked against that display sits on the file as it sits on
+  the display.  The engine reads the frame from the model and this map, reports it
+  (``inspect-model``, the run manifests' ``"frame"``) and writes every output in it.
 """
 import os
 
 from pwem.constants import ALIGN_PROJ
 from pyworkflow.plugin import Domain
 
-from .model_frame import ModelFrameReport, centre_model_for_engine
+__all__ = ["writeParticlesStar", "getModelVolume", "writeMapAsShown", "inspectModel"]
 
-__all__ = ["writeParticlesStar", "writeModelForEngine", "writeMapForEngine", "getModelVolume",
-           "ModelFrameReport"]
+_INSPECTIONS = {}
 
 
 def _relionConvert():
@@ -63,37 +62,16 @@ def getModelVolume(atomStruct, volume=None):
     return getter() if getter is not None else None
 
 
-def writeModelForEngine(atomStruct, outPath, box, apix, volume=None):
-    """Write the reference model in the engine frame; report how it sits in the box.
-
-    Parameters
-    ----------
-    atomStruct : AtomStruct (PDB/mmCIF file) docked into the consensus map.
-    outPath : output model path (``.pdb`` or ``.cif``).
-    box, apix : particle box (px) and pixel size (Å) given to the engine.
-    volume : consensus map (Volume); default: the volume linked to ``atomStruct`` at import.
-        Its Scipion origin (``getOrigin(force=True)``: the file header or, when none was set,
-        ``-dim/2·sampling``) and sampling define the shift to the box centre.
-
-    Returns
-    -------
-    ModelFrameReport : ``errors()`` lists what ``_validate`` should refuse (model half a box
-    off, as when docked on a raw corner-origin MRC; model outside the box).
-    """
-    vol = getModelVolume(atomStruct, volume)
-    kwargs = {}
-    if vol is not None:
-        kwargs = dict(map_origin_A=vol.getOrigin(force=True).getShifts(), map_dims=vol.getDim(),
-                      map_apix=vol.getSamplingRate())
-    return centre_model_for_engine(atomStruct.getFileName(), outPath, box, apix, **kwargs)
+def _scipionOrigin(volume):
+    """Scipion's origin of ``volume`` (Å, xyz): the position of voxel 0 as Scipion shows it."""
+    return tuple(float(v) for v in volume.getOrigin(force=True).getShifts())
 
 
-def writeMapForEngine(volume, outPath):
-    """Write ``volume`` as an MRC map in the engine's frame (voxel ``D//2`` at 0 Å).
-
-    The voxel size is Scipion's sampling (which wins over the file header); the header origin is
-    ``-(D//2)·sampling`` whatever the Scipion origin was: the model written by
-    :func:`writeModelForEngine` already accounts for it.  Returns the absolute output path.
+def writeMapAsShown(volume, outPath):
+    """Write ``volume`` as an MRC whose header says what Scipion shows: voxel size = Scipion's
+    sampling, origin = Scipion's origin (``getOrigin(force=True)``).  A model docked against
+    the map as Scipion displays it sits on this file as it sits on the display, so the engine
+    can read the frame from the file alone.  Returns the absolute output path.
     """
     import tempfile
 
@@ -111,10 +89,48 @@ def writeMapForEngine(volume, outPath):
             data = m.data.copy()
     if data.ndim != 3:
         raise ValueError(f"{fn}: expected a 3-D map, got shape {data.shape}")
-    apix = float(volume.getSamplingRate())
-    half = -(data.shape[-1] // 2) * apix
+    os.makedirs(os.path.dirname(outPath), exist_ok=True)
     with mrcfile.new(outPath, overwrite=True) as m:
         m.set_data(data.astype("float32", copy=False))
-        m.voxel_size = apix
-        m.header.origin = (half, half, half)
+        m.voxel_size = float(volume.getSamplingRate())
+        m.header.origin = _scipionOrigin(volume)
     return outPath
+
+
+def inspectModel(atomStruct, particles, volume=None, trainBox=None):
+    """What the engine makes of the reference model for these particles (and map).
+
+    Runs ``cryostar-engine inspect-model --json`` (a subprocess; see :mod:`.engine`) on the
+    ORIGINAL model file and, when there is a consensus map (``volume`` or the one linked to the
+    model), on an MRC copy whose header carries Scipion's origin.  Answers are cached per
+    inputs in this process.
+
+    Returns
+    -------
+    dict : the ``cryostar-inspect/1`` object: ``frame`` (``shift_A``, ``source``, ``error``: a
+    line for ``_validate`` or None), ``low_pass`` (``suggested_A``, … or None without a map),
+    ``default_box``.
+
+    Raises
+    ------
+    EngineCallError : the engine could not read the model or map (one line), or cannot run.
+    """
+    import tempfile
+
+    from .engine import engineJson
+
+    vol = getModelVolume(atomStruct, volume)
+    box, apix = int(particles.getXDim()), float(particles.getSamplingRate())
+    key = (atomStruct.getFileName(), box, apix, trainBox,
+           None if vol is None else (vol.getFileName(), _scipionOrigin(vol),
+                                     float(vol.getSamplingRate())))
+    if key not in _INSPECTIONS:
+        args = ["--model", os.path.abspath(atomStruct.getFileName()), "--box", box,
+                "--apix", f"{apix:g}", "--json"]
+        if trainBox:
+            args += ["--train-box", int(trainBox)]
+        with tempfile.TemporaryDirectory(prefix="cryostar-inspect-") as tmp:
+            if vol is not None:
+                args += ["--map", writeMapAsShown(vol, os.path.join(tmp, "map.mrc"))]
+            _INSPECTIONS[key] = engineJson("inspect-model", args)
+    return _INSPECTIONS[key]

@@ -8,10 +8,11 @@ with other settings).  Outputs:
 * ``Trajectories``: SetOfAtomStructFlex, the points along PC1…PCn (PC, then position), each with
   its latent vector, PC and position.
 
-The models are the decoded bead models (one bead per residue) moved back into the frame of the
-user's reference model, so they overlay the consensus map as Scipion displays it; each set
-carries a ChimeraX script (``_chimeraScript``, opened by pwem's ChimeraX viewer) that shows them
-as a movie over the map.
+The models are the engine's decoded bead models (one bead per residue), one file per model,
+already in the frame of the user's reference model and map; they are registered where the
+engine wrote them (names from the analysis manifest), never moved or rewritten.  Each set carries
+the engine's ChimeraX script (``_chimeraScript``, opened by pwem's ChimeraX viewer), which shows
+the models over the consensus map at the map's own origin.
 """
 import os
 
@@ -20,8 +21,7 @@ from pyworkflow.object import Integer, String
 
 from ..constants import (CHIMERA_SCRIPT, CLUSTER, CLUSTER_SIZE, CRYOSTAR, FRAME, KIND, PARTICLE_ID,
                          PARTICLE_ROW, PC, RUN_DIR)
-from ..outputs import (analysisPoints, readAnalysisManifest, readStarImageIds,
-                       writeChimeraxScript, writeUserFrameModels)
+from ..outputs import analysisPoints, readAnalysisManifest, readStarImageIds
 
 #: Output names (also the keys of the protocols' ``_possibleOutputs``).
 CENTRES = "ClusterCentres"
@@ -30,9 +30,6 @@ TRAJECTORIES = "Trajectories"
 
 class AnalysisOutputsMixin:
     """For protocols deriving from ProtFlexBase (``_createSetOfAtomStructFlex``)."""
-
-    def _modelsDir(self, *p):
-        return self._getExtraPath("models", *p)
 
     def _newStruct(self, path, point, ids):
         item = AtomStructFlex(progName=CRYOSTAR)
@@ -46,16 +43,15 @@ class AnalysisOutputsMixin:
     def _structSet(self, suffix, analysisFolder, script):
         out = self._createSetOfAtomStructFlex(suffix=suffix, progName=CRYOSTAR)
         out.getFlexInfo().setAttr(RUN_DIR, os.path.abspath(analysisFolder))
-        setattr(out, CHIMERA_SCRIPT, String(os.path.abspath(script)))
+        setattr(out, CHIMERA_SCRIPT, String(os.path.join(os.path.abspath(analysisFolder), script)))
         return out
 
-    def _userModels(self, analysisFolder, pdbName, stem, shift, nExpected):
-        series, singles = writeUserFrameModels(os.path.join(analysisFolder, pdbName),
-                                               self._modelsDir(), stem, shift)
-        if len(singles) != nExpected:
-            raise RuntimeError(f"{pdbName} holds {len(singles)} models, the analysis manifest "
-                               f"lists {nExpected}")
-        return series, singles
+    @staticmethod
+    def _files(analysisFolder, names, what, nExpected):
+        if len(names) != nExpected:
+            raise RuntimeError(f"the analysis manifest lists {len(names)} {what} models but "
+                               f"{nExpected} points")
+        return [os.path.join(os.path.abspath(analysisFolder), n) for n in names]
 
     def registerAnalysisOutputs(self, trainProt, analysisFolder):
         """Read ``analysisFolder/manifest.json`` of ``trainProt``'s run and define the outputs.
@@ -68,46 +64,31 @@ class AnalysisOutputsMixin:
             return {}
         points = analysisPoints(analysisFolder, manifest)
         ids = readStarImageIds(trainProt._enginePath("particlesStar"))
-        shift = trainProt.getEngineShift()
-        mapDisplay = trainProt.getMapDisplay()
+        series, cxc = manifest["series"], manifest["cxc"]
 
-        km = manifest["kmeans"]
-        series, singles = self._userModels(analysisFolder, km["pdb"], "kmeans", shift,
-                                           len(points["kmeans"]))
-        script = writeChimeraxScript(
-            self._modelsDir("kmeans.cxc"),
-            f"CryoSTAR: {km['k']} k-means states (model i = cluster i-1) over the consensus map",
-            [("k-means centres", series, len(singles))], mapDisplay)
-        centres = self._structSet("Centres", analysisFolder, script)
-        for point, path in zip(points["kmeans"], singles):
+        centres = self._structSet("Centres", analysisFolder, cxc["kmeans"])
+        files = self._files(analysisFolder, series["kmeans"], "k-means", len(points["kmeans"]))
+        for point, path in zip(points["kmeans"], files):
             item = self._newStruct(path, point, ids)
             setattr(item, CLUSTER, Integer(point.cluster))
             setattr(item, CLUSTER_SIZE, Integer(point.clusterSize))
             centres.append(item)
 
-        trajSeries, trajItems = [], []
+        trajectories = None
         for t in manifest["trajectories"]:
-            pc = int(t["pc"])
-            pts = points["pca"][pc]
-            series, singles = self._userModels(analysisFolder, t["pdb"], f"pca_{pc}", shift,
-                                               len(pts))
-            writeChimeraxScript(self._modelsDir(f"pca_{pc}.cxc"),
-                                f"CryoSTAR: trajectory along PC{pc} over the consensus map",
-                                [(f"PC{pc}", series, len(singles))], mapDisplay)
-            trajSeries.append((f"PC{pc} trajectory", series, len(singles)))
-            trajItems += list(zip(pts, singles))
-        script = writeChimeraxScript(
-            self._modelsDir("trajectories.cxc"),
-            "CryoSTAR: PC trajectories over the consensus map (PC1 shown; 'show #3 models' "
-            "for the next)", trajSeries, mapDisplay, showOnly=0)
-        trajectories = self._structSet("Trajectories", analysisFolder, script)
-        for point, path in trajItems:
-            item = self._newStruct(path, point, ids)
-            setattr(item, PC, Integer(point.pc))
-            setattr(item, FRAME, Integer(point.frame))
-            trajectories.append(item)
+            if trajectories is None:   # the script of PC1 (each PC has its own)
+                trajectories = self._structSet("Trajectories", analysisFolder, t["cxc"])
+            pts = points["pca"][int(t["pc"])]
+            for point, path in zip(pts, self._files(analysisFolder, t["point_pdbs"],
+                                                    f"PC{t['pc']}", len(pts))):
+                item = self._newStruct(path, point, ids)
+                setattr(item, PC, Integer(point.pc))
+                setattr(item, FRAME, Integer(point.frame))
+                trajectories.append(item)
 
-        outputs = {CENTRES: centres, TRAJECTORIES: trajectories}
+        outputs = {CENTRES: centres}
+        if trajectories is not None:
+            outputs[TRAJECTORIES] = trajectories
         self._defineOutputs(**outputs)
         for out in outputs.values():
             self._defineSourceRelation(trainProt._getAtomStructPointer(), out)

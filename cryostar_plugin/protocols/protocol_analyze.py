@@ -54,12 +54,8 @@ class ProtCryoStarAnalyze(ProtCryoStarBase, ProtAnalysis3D, ProtFlexBase, Analys
     # --------------------------- STEPS functions ----------------------------------------------
     def analyzeStep(self):
         train = self.getTraining()
-        args = ["--run", train.getRunDir(), "--out", self.getAnalysisDir(),
-                "--k", self.numClusters.get(), "--pcs", self.numPcs.get(),
-                "--points", self.numPoints.get(), "--seed", self.seed.get(), "--device", "cpu"]
-        if os.path.exists(train._enginePath("map")):
-            args += ["--map", train._enginePath("map")]
-        self.runEngine("analyze", args)
+        args = ["--run", train.getRunDir(), "--out", self.getAnalysisDir()]
+        self.runEngine("analyze", args + self._analysisArgs(self))
 
     def createOutputStep(self):
         self.registerAnalysisOutputs(self.getTraining(), self.getAnalysisDir())

@@ -1,14 +1,13 @@
 """What every CryoSTAR protocol shares: form pieces, input conversion, running the engine.
 
 Subclasses build their form from the ``_define*Params`` helpers, call :meth:`convertInputStep`
-(particles → star, model → box-centred copy, map → engine-frame MRC, all under
-``extra/input``) and run engine sub-commands with :meth:`runEngine`, which echoes the engine's
+(particles → star, map → MRC with Scipion's origin, under ``extra/input``; the model file is
+given as it is) and run engine sub-commands with :meth:`runEngine`, which echoes the engine's
 stderr to the protocol log and turns its one-line ``cryostar-engine: error: …`` into the step's
 error message.
 """
 import os
 import shlex
-import tempfile
 
 import pyworkflow.protocol.params as params
 from pwem.protocols import EMProtocol
@@ -17,9 +16,8 @@ from pyworkflow.protocol.constants import GPU_LIST, USE_GPU
 
 from .. import Plugin, countGpus
 from ..constants import ENGINE_ERROR_PREFIX, PLUGIN_NAME
-from ..convert import (getModelVolume, writeMapForEngine, writeModelForEngine,
-                       writeParticlesStar)
-from ..outputs import MODEL_FRAME_FILE, MapDisplay, writeJson
+from ..convert import getModelVolume, inspectModel, writeMapAsShown, writeParticlesStar
+from ..engine import EngineCallError
 
 HELP = {
     "gpu": "GPU ids for the engine, e.g. '0' or '0 1' (CUDA_VISIBLE_DEVICES is set to them). "
@@ -102,15 +100,10 @@ class ProtCryoStarBase(EMProtocol):
 
     # --------------------------- file names --------------------------------------------------
     def _createFilenameTemplates(self):
-        pointer = self._getAtomStructPointer()
-        model = pointer.get().getFileName() if pointer.hasValue() else ""
-        ext = ".cif" if model.lower().endswith((".cif", ".mmcif")) else ".pdb"
         self._updateFilenamesDict({
             "inputDir": self._getExtraPath("input"),
             "particlesStar": self._getExtraPath("input", "particles.star"),
-            "model": self._getExtraPath("input", "reference" + ext),
             "map": self._getExtraPath("input", "consensus.mrc"),
-            "modelFrame": self._getExtraPath("input", MODEL_FRAME_FILE),
         })
 
     def _enginePath(self, key, **kwargs):
@@ -126,49 +119,47 @@ class ProtCryoStarBase(EMProtocol):
         """The consensus map: the one given, else the one linked to the model at import."""
         return getModelVolume(self._getAtomStructPointer().get(), self._getVolumePointer().get())
 
-    def getMapDisplay(self):
-        """The engine's copy of the consensus map with the Scipion origin of the original
-        (:class:`~cryostar_plugin.outputs.MapDisplay`, for ChimeraX), or None without a map."""
-        vol = self._getConsensusVolume()
-        path = self._enginePath("map")
-        if vol is None or not os.path.exists(path):
-            return None
-        return MapDisplay(path, float(vol.getSamplingRate()),
-                          tuple(float(v) for v in vol.getOrigin(force=True).getShifts()))
-
-    def getEngineShift(self):
-        """Shift (Å, xyz) that moved the user's model into the engine frame (engine = user +
-        shift), as recorded by :meth:`convertInputStep`."""
-        from ..outputs import readJson
-        return readJson(self._enginePath("modelFrame"))["shift_A"]
+    def getModelFile(self):
+        """Absolute path of the reference model file as the user gave it (never rewritten)."""
+        return os.path.abspath(self._getAtomStructPointer().get().getFileName())
 
     # --------------------------- STEPS functions ----------------------------------------------
     def convertInputStep(self):
-        """Write the particles star, the box-centred model and (if any) the map for the engine."""
+        """Write the particles star and, when there is a consensus map, an MRC of it whose
+        header carries Scipion's sampling and origin (``extra/input``).  The model is given to
+        the engine as it is: the engine reads the frame from the map (see README, Scipion)."""
         self._createFilenameTemplates()
         parts = self.getInputParticles()
         writeParticlesStar(parts, self._enginePath("particlesStar"), self._enginePath("inputDir"))
-        report = writeModelForEngine(self._getAtomStructPointer().get(), self._enginePath("model"),
-                                     parts.getXDim(), parts.getSamplingRate(),
-                                     volume=self._getVolumePointer().get())
-        writeJson(self._enginePath("modelFrame"), {"shift_A": list(report.shift_A),
-                                                   "frame": report.frame,
-                                                   "centre_out_A": list(report.centre_out_A)})
-        self.info(f"Reference model: shift {report.shift_A} Å ({report.frame}); centre "
-                  f"{tuple(round(c, 2) for c in report.centre_out_A)} Å from the box centre")
-        for note in report.notes:
-            self.info(f"Reference model: {note}")
         vol = self._getConsensusVolume()
         if vol is not None:
-            writeMapForEngine(vol, self._enginePath("map"))
+            writeMapAsShown(vol, self._enginePath("map"))
 
     def _inputArgs(self):
-        """Engine flags naming the converted inputs."""
-        args = ["--particles", self._enginePath("particlesStar"),
-                "--model", self._enginePath("model")]
+        """Engine flags naming the inputs: the converted particles and map, the model file."""
+        args = ["--particles", self._enginePath("particlesStar"), "--model", self.getModelFile()]
         if os.path.exists(self._enginePath("map")):
             args += ["--map", self._enginePath("map")]
         return args
+
+    def _changedArgs(self, prot, pairs):
+        """``[flag, value, …]`` for the fields of ``prot`` (``(param name, flag)`` pairs) whose
+        value differs from the field's default."""
+        args = []
+        for name, flag in pairs:
+            value = getattr(prot, name).get()
+            if value is not None and value != prot.getParam(name).default.get():
+                args += [flag, value]
+        return args
+
+    def _analysisArgs(self, seedProt):
+        """``analyze`` flags: the form's analysis fields (k-means states, PC trajectories, points
+        per trajectory) and ``seedProt``'s random seed, each only when it differs from its
+        default (the forms' defaults are ``analyze``'s: 10, 3, 10 and 0)."""
+        return (["--device", "cpu"]
+                + self._changedArgs(self, [("numClusters", "--k"), ("numPcs", "--pcs"),
+                                           ("numPoints", "--points")])
+                + self._changedArgs(seedProt, [("seed", "--seed")]))
 
     def _getEngineGpus(self):
         """GPU ids for CUDA_VISIBLE_DEVICES, or None for a CPU run."""
@@ -182,8 +173,12 @@ class ProtCryoStarBase(EMProtocol):
                     "each GPU trains on an equal share of every batch."]
         return []
 
-    def _getDevice(self):
-        return "cuda" if self.usesGpu() else "cpu"
+    def _runArgs(self):
+        """Scipion's run settings for the engine: ``--device cpu`` when 'Use GPU' is off
+        (otherwise the engine's default, auto: the GPUs of CUDA_VISIBLE_DEVICES when there are
+        some), and ``--threads`` from the form's threads row (the cores Scipion booked)."""
+        args = [] if self.usesGpu() else ["--device", "cpu"]
+        return args + ["--threads", self.numberOfThreads.get()]
 
     def runEngine(self, subcommand, args, gpus=None, useExtraParams=True):
         """Run ``cryostar-engine <subcommand> <args> <extraParams>`` as a job of this protocol.
@@ -261,16 +256,12 @@ class ProtCryoStarBase(EMProtocol):
         return errors
 
     def _validateModelFrame(self, parts):
-        """Errors when the model does not sit in the particle box (see model_frame)."""
-        atomStruct = self._getAtomStructPointer().get()
-        ext = os.path.splitext(atomStruct.getFileName())[1].lower()
-        ext = ext if ext in (".cif", ".mmcif") else ".pdb"
-        with tempfile.TemporaryDirectory() as tmp:
-            try:
-                report = writeModelForEngine(atomStruct, os.path.join(tmp, "model" + ext),
-                                             parts.getXDim(),
-                                             parts.getSamplingRate(),
-                                             volume=self._getVolumePointer().get())
-            except Exception as err:  # unreadable model file
-                return [f"Cannot read the reference model: {err}"]
-        return report.errors()
+        """The engine's verdict on where the model sits in the particle box (``inspect-model``:
+        its ``frame.error`` line, e.g. a model docked on a map whose origin was its corner)."""
+        try:
+            report = inspectModel(self._getAtomStructPointer().get(), parts,
+                                  self._getVolumePointer().get())
+        except EngineCallError as err:
+            return [f"Cannot inspect the reference model: {err}"]
+        error = report["frame"]["error"]
+        return [error] if error else []

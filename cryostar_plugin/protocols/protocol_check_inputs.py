@@ -8,10 +8,21 @@ import json
 import os
 
 import pyworkflow.protocol.params as params
-from pwem.objects import Volume
+from pwem.objects import Transform, Volume
 from pyworkflow.object import String
 
 from .protocol_base import ProtCryoStarBase
+
+
+def headerOrigin(path):
+    """The origin (Å, xyz) in an MRC file's header, as a Scipion Transform."""
+    import mrcfile
+
+    with mrcfile.open(path, header_only=True, permissive=True) as m:
+        origin = m.header.origin
+        t = Transform()
+        t.setShifts(float(origin.x), float(origin.y), float(origin.z))
+    return t
 
 
 class ProtCryoStarCheckInputs(ProtCryoStarBase):
@@ -59,10 +70,11 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
     def createOutputStep(self):
         self._createFilenameTemplates()
         report = self._readReport()
+        path = report["outputs"]["backprojection"]
         vol = Volume()
-        vol.setFileName(self._getExtraPath("check", "backprojection.mrc"))
+        vol.setFileName(path)
         vol.setSamplingRate(report["check_apix_A"])
-        vol.setOrigin()  # box-centred, like the engine's maps
+        vol.setOrigin(headerOrigin(path))     # where the engine placed it
         vol._cryostarCorrelation = String("%.3f" % report["backprojection"]["correlation_lowpass"])
         self._defineOutputs(BackProjection=vol)
         self._defineSourceRelation(self.inputParticles, vol)
@@ -72,14 +84,36 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
         return self._validateInputs()
 
     def _summary(self):
+        """The engine's report lines; flags named there read as the training form's labels."""
         if not self.isFinished():
             return ["Not finished yet."]
         self._createFilenameTemplates()
         path = self._getFileName("reportText")
         if not os.path.exists(path):
             return ["The engine report is missing."]
+        from ..formsettings import ATOM, toLabels
+        from .protocol_train_atom import SPECS
         with open(path) as f:
-            return [line.rstrip() for line in f if line.strip()]
+            return [toLabels(line.rstrip(), SPECS, ATOM) for line in f if line.strip()]
+
+    def _methods(self):
+        if not self.isFinished():
+            return []
+        report = self.getReport()
+        lines = [f"Before training, the inputs were checked with CryoSTAR's check-inputs "
+                 f"[Li2024cryostar]: {report['particles']['count']} particles of "
+                 f"{report['particles']['box_px']} px at {report['particles']['apix_A']:g} Å/px "
+                 f"and a reference model of {report['model']['beads']} residues."]
+        fit = report.get("map") or {}
+        if fit.get("model_map_fsc05_A") is not None:
+            lines.append(f"The Fourier shell correlation between the model's bead density and "
+                         f"the consensus map fell to 0.5 at {fit['model_map_fsc05_A']:.1f} Å.")
+        bp = report.get("backprojection") or {}
+        if bp.get("correlation_lowpass") is not None:
+            lines.append(f"A back-projection of {bp['particles_used']} particles from their "
+                         f"given poses correlated at {bp['correlation_lowpass']:.2f} with the "
+                         f"{bp.get('compared_with', 'reference')} (low-passed).")
+        return [" ".join(lines)]
 
     def _readReport(self):
         with open(self._getFileName("report")) as f:

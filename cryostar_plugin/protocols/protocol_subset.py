@@ -205,10 +205,29 @@ class ProtCryoStarSubset(ProtCryoStarBase, ProtProcessParticles):
                 errors.append(f"The latent space has {n} PCs only.")
         return errors
 
+    def _selectionText(self):
+        """The selection in words, e.g. "k-means states 2 and 5", "every k-means state, one set
+        each", "PC1 scores from -1 to 0.5"; "(the others)" appended when inverted."""
+        if self.selectBy.get() == SELECT_CLUSTERS:
+            chosen = self._getChosenClusters() if self.isFinished() else \
+                parseClusterList(self.clusters.get())
+            if not parseClusterList(self.clusters.get()):
+                what = "every k-means state"
+            else:
+                what = ("k-means state " if len(chosen) == 1 else "k-means states ") + \
+                    ", ".join(map(str, chosen))
+            if self.doPerCluster:
+                what += ", one set each"
+        else:
+            what = (f"PC{self.pcIndex.get()} scores from {self.pcLow.get():g} to "
+                    f"{self.pcHigh.get():g}")
+        return what + (" (the particles not selected)" if self.doInvert and
+                       not self._isPerCluster() else "")
+
     def _summary(self):
         if not self.isFinished():
             return ["Not finished yet."]
-        lines = []
+        lines = [f"Selected by {self._selectionText()}."]
         for name, _ in self.iterOutputAttributes(SetOfParticles):
             out = getattr(self, name)
             lines.append(f"{name}: {out.getSize()} particles.")
@@ -218,13 +237,9 @@ class ProtCryoStarSubset(ProtCryoStarBase, ProtProcessParticles):
     def _methods(self):
         if not self.isFinished():
             return []
-        if self.selectBy.get() == SELECT_CLUSTERS:
-            what = f"k-means states {self.clusters.get() or 'all'}"
-        else:
-            what = (f"PC{self.pcIndex.get()} scores between {self.pcLow.get():g} and "
-                    f"{self.pcHigh.get():g}")
         return [f"Particles were selected from the CryoSTAR [Li2024cryostar] latent space "
-                f"({what}) and kept with their original poses, CTF and images."]
+                f"({self._selectionText()}) and kept with their original poses, CTF and "
+                "images."]
 
     def _citations(self):
         return ["Li2024cryostar"]

@@ -21,26 +21,59 @@ import pyworkflow.protocol.params as params
 from pwem.objects import ParticleFlex, SetOfAtomStructFlex, SetOfParticlesFlex
 from pwem.protocols import ProtFlexBase
 
-from ..constants import CHECKPOINT, CLUSTER_SIZE, CONFIG, CRYOSTAR, MODEL_SHIFT, RUN_DIR
+from ..constants import CHECKPOINT, CLUSTER_SIZE, CONFIG, CRYOSTAR, RUN_DIR
+from ..formsettings import ATOM, FormSetting, addSettingParam, settingArgs, settingErrors
 from ..outputs import readJson, zRowsByObjId
 from .analysis_outputs import CENTRES, TRAJECTORIES, AnalysisOutputsMixin
 from .protocol_base import ProtCryoStarBase
 
-__all__ = ["ProtCryoStarTrainAtom", "zRowsByObjId", "TRAIN_FLAGS"]
+__all__ = ["ProtCryoStarTrainAtom", "zRowsByObjId", "ESSENTIAL", "OPTIMISATION", "RESTRAINTS",
+           "PRIOR", "RENDERING", "SPECS"]
 
-#: Form parameter → engine flag (``cryostar-engine train-atom --help`` lists them all).
-TRAIN_FLAGS = {
-    "batchSize": "--batch", "learningRate": "--lr", "seed": "--seed",
-    "continuityWeight": "--continuity-weight", "enWeight": "--en-weight",
-    "enCutoff": "--en-cutoff", "enKeepRatio": "--en-keep-ratio", "enTolerance": "--en-tolerance",
-    "clashWeight": "--clash-weight", "clashMin": "--clash-min",
-    "klBetaMax": "--kl-beta-max", "klFreeBits": "--kl-free-bits",
-    "beadSigma": "--bead-sigma", "maskRadius": "--mask-radius",
-    "checkpointEvery": "--checkpoint-every",
-}
-PRECISIONS = ["auto", "fp32", "bf16", "fp16"]
-LR_SCHEDULES = ["cosine", "constant"]
-BEAD_CENTRES = ["residue", "backbone"]
+S = FormSetting
+#: Form fields bound to ``cryostar-engine train-atom`` settings (see :mod:`..formsettings`):
+#: defaults, choices and help are the engine's; only the fields a user changed become flags.
+ESSENTIAL = [
+    S("boxSize", "box", "Training box (px)",
+      "The particles are Fourier-cropped to it on the fly; the input set is not changed."),
+    S("numEpochs", "epochs", "Epochs",
+      "When continuing a run: the new total (not the extra epochs); empty keeps the previous "
+      "run's."),
+    S("zDim", "zdim", "Latent dimension"),
+    S("lowPass", "low_pass_A", "Low-pass (Å)",
+      "The wizard shows the engine's suggestion for these inputs."),
+    S("doInvert", "invert_contrast", "Invert contrast?",
+      "Yes for dark particles (protein black); RELION-extracted particles are white. 'check "
+      "inputs' warns when the back-projection anti-correlates with the map."),
+]
+OPTIMISATION = [
+    S("batchSize", "batch", "Batch size"),
+    S("learningRate", "lr", "Learning rate"),
+    S("lrSchedule", "lr_schedule", "Learning-rate schedule"),
+    S("seed", "seed", "Random seed"),
+    S("precision", "precision", "Precision"),
+    S("checkpointEvery", "checkpoint_every", "Checkpoint every (steps)",
+      "A stopped or killed run resumes from its last checkpoint ('Continue')."),
+]
+RESTRAINTS = [
+    S("continuityWeight", "continuity_weight", "Bond continuity weight"),
+    S("enWeight", "en_weight", "Elastic network weight"),
+    S("enCutoff", "en_cutoff_A", "Elastic network cutoff (Å)"),
+    S("enKeepRatio", "en_keep_ratio", "Elastic network keep ratio"),
+    S("enTolerance", "en_tolerance_A", "Elastic network tolerance (Å)"),
+    S("clashWeight", "clash_weight", "Clash weight"),
+    S("clashMin", "clash_min_A", "Clash distance (Å)"),
+]
+PRIOR = [
+    S("klBetaMax", "kl_beta_max", "Final KL weight"),
+    S("klFreeBits", "kl_free_bits", "KL free bits (nats per dimension)"),
+]
+RENDERING = [
+    S("beadSigma", "bead_sigma_A", "Bead width σ (Å)"),
+    S("beadCentre", "bead_centre", "Render beads at"),
+    S("maskRadius", "mask_radius", "Mask radius (fraction of half box)"),
+]
+SPECS = ESSENTIAL + OPTIMISATION + RESTRAINTS + PRIOR + RENDERING
 NEW_RUN = "not doContinue"
 
 
@@ -77,105 +110,28 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         self._defineExtraParams(form)
         form.addParallelSection(threads=4, mpi=0)
 
+    def _addSettings(self, container, specs, **kwargs):
+        for spec in specs:
+            addSettingParam(container, spec, ATOM, SPECS, **kwargs)
+
     def _defineEssentialParams(self, form):
         group = form.addGroup("Training")
-        group.addParam("doDownsample", params.BooleanParam, default=True, condition=NEW_RUN,
-                       label="Downsample particles?",
-                       help="Fourier-crop the particles on the fly (the engine does it; the "
-                            "input set is not changed). Saves time and memory; the atom model "
-                            "rarely needs more than ~4 Å/px.")
-        group.addParam("boxSize", params.IntParam, default=128, validators=[params.Positive],
-                       condition=f"doDownsample and {NEW_RUN}", label="Training box (px)",
-                       help="Box the particles are cropped to. Even, and not larger than the "
-                            "particle box.")
-        group.addParam("numEpochs", params.FloatParam, default=None, allowsNull=True,
-                       label="Epochs",
-                       help="Training length in passes over all particles (fractions allowed). "
-                            "Empty: 20, or on sets of fewer than 15,000 particles as many as it "
-                            "takes to show the networks 300,000 images (the latent needs a few "
-                            "thousand steps). When continuing a run, the new total (not the "
-                            "extra epochs); empty keeps the previous run's.")
-        group.addParam("zDim", params.IntParam, default=8, validators=[params.Positive],
-                       condition=NEW_RUN, label="Latent dimension",
-                       help="Size of the latent vector z of each particle.")
-        group.addParam("lowPass", params.FloatParam, default=10.0,
-                       validators=[params.Positive], condition=NEW_RUN, label="Low-pass (Å)",
-                       help="Low-pass of the image comparison, in Å. A good value is the "
-                            "resolution where the FSC between the model's bead density and the "
-                            "consensus map falls to 0.5: use the wizard, or see the "
-                            "'check inputs' report (suggested low-pass).")
-        group.addParam("doInvert", params.BooleanParam, default=False, condition=NEW_RUN,
-                       label="Invert contrast?",
-                       help="Yes for dark particles (protein black). RELION-extracted particles "
-                            "are white: keep No. 'check inputs' warns when the back-projection "
-                            "anti-correlates with the map.")
+        for spec in ESSENTIAL:
+            cond = {} if spec.param == "numEpochs" else {"condition": NEW_RUN}
+            addSettingParam(group, spec, ATOM, SPECS, **cond)
 
     def _defineAdvancedParams(self, form):
         form.addSection(label="Advanced")
+        new = dict(condition=NEW_RUN)
         adv = dict(expertLevel=params.LEVEL_ADVANCED, condition=NEW_RUN)
-        g = form.addGroup("Structural restraints", **adv)
-        g.addParam("continuityWeight", params.FloatParam, default=1.0, label="Bond continuity weight",
-                   help="Keeps consecutive beads at their reference distance.", **adv)
-        g.addParam("enWeight", params.FloatParam, default=1.0, label="Elastic network weight",
-                   help="Local rigidity: keeps distances of nearby bead pairs.", **adv)
-        g.addParam("enCutoff", params.FloatParam, default=12.0, label="Elastic network cutoff (Å)",
-                   help="Amino-acid pairs (same chain) closer than this are restrained.", **adv)
-        g.addParam("enKeepRatio", params.FloatParam, default=0.9,
-                   label="Elastic network keep ratio",
-                   help="Fraction of pairs kept each step (the most deformed are released, "
-                        "letting hinges move); lower for large domain motions (e.g. 0.8).",
-                   **adv)
-        g.addParam("enTolerance", params.FloatParam, default=0.5, label="Elastic network tolerance (Å)",
-                   help="A pair's distance may differ from the reference's by this much at no cost "
-                        "(0: strictly harmonic, as the original CryoSTAR).", **adv)
-        g.addParam("clashWeight", params.FloatParam, default=1.0, label="Clash weight",
-                   help="Penalises beads closer than the clash distance.", **adv)
-        g.addParam("clashMin", params.FloatParam, default=4.0, label="Clash distance (Å)",
-                   help="Beads closer than this are penalised (pairs 4–10 Å apart in the reference).",
-                   **adv)
-        g = form.addGroup("Latent prior", **adv)
-        g.addParam("klBetaMax", params.FloatParam, default=0.5, label="Final KL weight",
-                   help="Weight of the KL term after its linear warm-up.", **adv)
-        g.addParam("klFreeBits", params.FloatParam, default=3.0,
-                   label="KL free bits (nats per dimension)",
-                   help="The KL term has no effect below this many nats per latent dimension, so "
-                        "the prior only restrains latents that carry a lot of information.", **adv)
-        g = form.addGroup("Optimisation and model", **adv)
-        g.addParam("batchSize", params.IntParam, default=64, validators=[params.Positive],
-                   label="Batch size", help="Images per optimisation step.", **adv)
-        g.addParam("learningRate", params.FloatParam, default=5e-4, label="Learning rate",
-                   help="AdamW (peak) learning rate. 5e-4 converges in a few tens of epochs; the "
-                        "original CryoSTAR used 1e-4 with several times more steps.", **adv)
-        g.addParam("lrSchedule", params.EnumParam, choices=LR_SCHEDULES, default=0,
-                   label="Learning-rate schedule",
-                   help="cosine: from the learning rate down to 5 % of it at the last step; "
-                        "constant: as the original CryoSTAR.", **adv)
-        g.addParam("beadSigma", params.FloatParam, default=2.0, label="Bead width σ (Å)",
-                   help="Width of the Gaussian that renders each residue's bead.", **adv)
-        g.addParam("beadCentre", params.EnumParam, choices=BEAD_CENTRES, default=0,
-                   display=params.EnumParam.DISPLAY_HLIST, label="Render beads at",
-                   help="residue: each bead's Gaussian sits at the electron-weighted centre of its "
-                        "residue's atoms and turns with the local backbone (fits the images "
-                        "better; the output models are still Cα/C1' beads). backbone: at the "
-                        "Cα/C1' atom itself, as the original CryoSTAR.", **adv)
-        g.addParam("maskRadius", params.FloatParam, default=0.9375,
-                   label="Mask radius (fraction of half box)",
-                   help="Circular real-space mask of the image loss.", **adv)
-        g.addParam("precision", params.EnumParam, choices=PRECISIONS, default=0,
-                   display=params.EnumParam.DISPLAY_HLIST, label="Precision",
-                   help="Precision of the networks on a GPU. auto: bf16 on GPUs that have it "
-                        "(Ampere and later), else fp16 with dynamic loss scaling (V100, T4). "
-                        "The CPU always runs fp32; FFTs, rendering and losses are fp32 everywhere.",
-                   **adv)
-        g.addParam("checkpointEvery", params.IntParam, default=200, validators=[params.Positive],
-                   label="Checkpoint every (steps)",
-                   help="A stopped or killed run resumes from its last checkpoint.", **adv)
-        g.addParam("seed", params.IntParam, default=0, label="Random seed",
-                   help="Same seed, data and settings on the CPU give the same run.", **adv)
-        g.addParam("doCheckInputs", params.BooleanParam, default=True,
-                   label="Check inputs first?",
-                   help="Run 'cryostar-engine check-inputs' (model/map fit, back-projection "
-                        "from the poses) before training; its report is in extra/check.", **adv)
+        self._addSettings(form.addGroup("Optimisation", **new), OPTIMISATION, **new)
+        form.addParam("doCheckInputs", params.BooleanParam, default=True, condition=NEW_RUN,
+                      label="Check inputs first?",
+                      help="Run 'check inputs' (model/map fit, back-projection from the poses) "
+                           "before training; its report is in extra/check.")
+        self._addSettings(form.addGroup("Structural restraints", **adv), RESTRAINTS, **adv)
+        self._addSettings(form.addGroup("Latent prior", **adv), PRIOR, **adv)
+        self._addSettings(form.addGroup("Bead rendering", **adv), RENDERING, **adv)
 
     def _defineAnalysisParams(self, form):
         form.addSection(label="Analysis")
@@ -250,34 +206,16 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
                                     "--max-particles", 2000]
         self.runEngine("check-inputs", args, useExtraParams=False)
 
-    def _getTrainBox(self):
-        box = self.getInputParticles().getXDim()
-        if self.doDownsample and self.boxSize.get() < box:
-            box = self.boxSize.get()
-        return box
-
-    def getTrainApix(self):
-        """Pixel size (Å) of the training box: the particles' × original box / training box."""
-        parts = self.getInputParticles()
-        return parts.getSamplingRate() * parts.getXDim() / self._getTrainBox()
-
     def _getTrainArgs(self, resume=False):
-        """The engine's command-line arguments (list of str)."""
+        """The engine's command-line arguments (list of str): the inputs, the run folder, the
+        device and threads (Scipion's run settings) and only the settings the user changed
+        (:func:`~cryostar_plugin.formsettings.settingArgs`); a continued run takes them from
+        the run it continues, apart from the epochs."""
         src = self._source()
-        args = self._inputArgs() + [
-            "--out", self._enginePath("runDir"), "--box", src._getTrainBox(),
-            "--zdim", src.zDim.get(),
-            "--low-pass", src.lowPass.get(), "--device", self._getDevice(),
-            "--threads", self.numberOfThreads.get(),
-            "--precision", PRECISIONS[src.precision.get()],
-            "--lr-schedule", LR_SCHEDULES[src.lrSchedule.get()],
-            "--bead-centre", BEAD_CENTRES[src.beadCentre.get()]]
-        if self.numEpochs.get() is not None:
-            args += ["--epochs", self.numEpochs.get()]
-        for name, flag in TRAIN_FLAGS.items():
-            args += [flag, getattr(src, name).get()]
-        if src.doInvert:
-            args.append("--invert-contrast")
+        specs = [s for s in SPECS if s.param != "numEpochs"]
+        epochs = [s for s in SPECS if s.param == "numEpochs"]
+        args = (self._inputArgs() + ["--out", self._enginePath("runDir")]
+                + self._runArgs() + settingArgs(src, specs, ATOM) + settingArgs(self, epochs, ATOM))
         if resume:
             # the engine never inherits a step or time limit from the run it resumes
             args += ["--resume"]
@@ -308,11 +246,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
 
     def analyzeStep(self):
         self._createFilenameTemplates()
-        args = ["--run", self._enginePath("runDir"), "--k", self.numClusters.get(),
-                "--pcs", self.numPcs.get(), "--points", self.numPoints.get(),
-                "--seed", self._source().seed.get(), "--device", "cpu"]
-        if os.path.exists(self._enginePath("map")):
-            args += ["--map", self._enginePath("map")]
+        args = ["--run", self._enginePath("runDir")] + self._analysisArgs(self._source())
         self.runEngine("analyze", args, useExtraParams=False)
 
     def createOutputStep(self):
@@ -337,7 +271,6 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         info.setAttr(RUN_DIR, runDir)
         info.setAttr(CHECKPOINT, self._lastCheckpoint(manifest))
         info.setAttr(CONFIG, os.path.join(runDir, manifest["config"]))
-        info.setAttr(MODEL_SHIFT, [float(v) for v in self.getEngineShift()])
         self._defineOutputs(Particles=out)
         self._defineSourceRelation(self._getParticlesPointer(), out)
         self._defineSourceRelation(self._getAtomStructPointer(), out)
@@ -350,10 +283,8 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         return readJson(path) if os.path.exists(path) else None
 
     def _lastCheckpoint(self, manifest):
-        """The checkpoint written at the run's last step (the engine always writes one there)."""
-        path = os.path.join(self._enginePath("runDir"), manifest["checkpoints"],
-                            f"step_{int(manifest['step']):07d}.pt")
-        return path if os.path.exists(path) else os.path.dirname(path)
+        """The newest checkpoint the run manifest lists (absolute path)."""
+        return os.path.join(self._enginePath("runDir"), manifest["checkpoints"][-1])
 
     def getRunDir(self):
         """Absolute engine run folder (``extra/train_atom``)."""
@@ -372,20 +303,23 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             return [f"Epochs ({epochs:g}) must be positive, or empty for the default."]
         if self.doContinue:
             return self._validateContinue()
-        errors = self._validateInputs() + self._validateGpuBatch(self.batchSize.get())
-        if self._getParticlesPointer().hasValue() and self.doDownsample:
-            box, xdim = self.boxSize.get(), self.getInputParticles().getXDim()
+        errors = (self._validateInputs() + self._validateGpuBatch(self.batchSize.get())
+                  + settingErrors(self, SPECS, ATOM))
+        box = self.boxSize.get()
+        if self._getParticlesPointer().hasValue() and box is not None:
+            xdim = self.getInputParticles().getXDim()
             if box % 2:
                 errors.append(f"The training box ({box} px) must be even.")
             if xdim and box > xdim:
                 errors.append(f"The training box ({box} px) is larger than the particles' "
                               f"({xdim} px): no upsampling.")
-        if self._getParticlesPointer().hasValue() and not errors:
-            nyquist = 2 * self.getTrainApix()
-            if self.lowPass.get() <= nyquist:
-                errors.append(f"The low-pass ({self.lowPass.get():g} Å) must be coarser than "
-                              f"Nyquist at the training box ({nyquist:.2f} Å): raise it (e.g. "
-                              f"{2.5 * self.getTrainApix():.1f} Å) or the box.")
+            elif xdim and self.lowPass.get() is not None and not errors:
+                apix = self.getInputParticles().getSamplingRate() * xdim / box
+                if self.lowPass.get() <= 2 * apix:
+                    errors.append(f"The low-pass ({self.lowPass.get():g} Å) must be coarser "
+                                  f"than Nyquist at the training box ({2 * apix:.2f} Å): raise "
+                                  f"it (e.g. {2.5 * apix:.1f} Å), enlarge the box, or leave "
+                                  "both empty (automatic).")
         return errors
 
     def _validateContinue(self):
@@ -426,18 +360,26 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             return None
         return round(man["images_seen"] / man["particles"], 2)
 
+    def _readRunConfig(self):
+        """The engine's resolved ``config.json`` of the run (every setting as trained), or {}."""
+        man = self._readRunManifest() or {}
+        path = os.path.join(self._enginePath("runDir"), man.get("config", "config.json"))
+        return readJson(path) if os.path.exists(path) else {}
+
     def _summary(self):
         if not self.isFinished():
             return ["Not finished yet."]
         out = getattr(self, "Particles", None)
         if out is None:
             return ["No output registered."]
-        src = self._source()
         man = self._readRunManifest() or {}
-        lines = [f"{out.getSize()} particles with a {man.get('zdim', src.zDim.get())}-D latent "
-                 f"vector z after {self.trainedEpochs(man) or 0:g} epochs "
-                 f"({man.get('step', '?')} steps) at {man.get('box_px', '?')} px, "
-                 f"{man.get('apix_A', 0):.2f} Å/px, low-pass {src.lowPass.get():g} Å."]
+        cfg = self._readRunConfig()
+        lowPass = cfg.get("low_pass_A")
+        lines = [f"{out.getSize()} particles with a {man.get('zdim', cfg.get('zdim', '?'))}-D "
+                 f"latent vector z after {self.trainedEpochs(man) or 0:g} epochs "
+                 f"({man.get('step', '?')} steps).",
+                 f"Training box {man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px), "
+                 + (f"low-pass {lowPass:g} Å." if lowPass is not None else "low-pass unknown.")]
         centres = getattr(self, CENTRES, None)
         if centres is not None:
             sizes = [getattr(c, CLUSTER_SIZE).get() for c in centres]
@@ -450,20 +392,23 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
     def _methods(self):
         if not self.isFinished() or not hasattr(self, "Particles"):
             return []
-        src = self._source()
         man = self._readRunManifest() or {}
-        return [f"Conformational heterogeneity was analysed with CryoSTAR [Li2024cryostar] "
-                f"(scipion-em-cryostar): {self.Particles.getSize()} particles, Fourier-cropped "
-                f"to {man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px), and the "
-                f"reference model coarse-grained to {man.get('beads', '?')} beads, trained a "
-                f"{man.get('zdim', src.zDim.get())}-dimensional latent space for "
-                f"{self.trainedEpochs(man) or 0:g} epochs with an image low-pass of "
-                f"{src.lowPass.get():g} Å and bond, elastic-network (tolerance "
-                f"{src.enTolerance.get():g} Å) and clash restraints, each bead rendered at "
-                + ("its residue's electron-weighted centre. " if BEAD_CENTRES[src.beadCentre.get()] == "residue"
-                   else "its Cα/C1′ atom. ")
-                + f"The latent space was summarised by PCA and {self.numClusters.get()} k-means "
-                "states, whose centres were decoded into atomic models."]
+        cfg = self._readRunConfig()
+        where = ("its residue's electron-weighted centre" if cfg.get("bead_centre") == "residue"
+                 else "its Cα/C1′ atom")
+        return [
+            f"Conformational heterogeneity was analysed with CryoSTAR [Li2024cryostar] in "
+            f"Scipion (scipion-em-cryostar). The reference model was coarse-grained to "
+            f"{man.get('beads', '?')} beads, one per residue, each rendered as a Gaussian at "
+            f"{where}. The {self.Particles.getSize()} particles were Fourier-cropped to "
+            f"{man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px) and compared with "
+            f"the projections after a low-pass at {cfg.get('low_pass_A', 0):g} Å. A variational "
+            f"auto-encoder with a {man.get('zdim', cfg.get('zdim', '?'))}-dimensional latent "
+            f"space was trained for {self.trainedEpochs(man) or 0:g} epochs, with bond, "
+            f"elastic-network (tolerance {cfg.get('en_tolerance_A', 0):g} Å) and clash "
+            f"restraints on the beads. The latent space was summarised by PCA and "
+            f"{self.numClusters.get()} k-means states, whose centres were decoded into atomic "
+            f"models."]
 
     def _citations(self):
         return ["Li2024cryostar", "Li2023cryostarPreprint"]

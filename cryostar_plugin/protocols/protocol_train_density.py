@@ -15,15 +15,37 @@ from pwem.objects import SetOfParticlesFlex, SetOfVolumesFlex, Transform, Volume
 from pwem.protocols import ProtFlexBase
 from pyworkflow.object import Integer, String
 
-from ..constants import (CLUSTER, CRYOSTAR, FRAME, KIND, MODEL_SHIFT, PARTICLE_ID, PARTICLE_ROW,
-                         PC, RUN_DIR)
+from ..constants import CLUSTER, CRYOSTAR, FRAME, KIND, PARTICLE_ID, PARTICLE_ROW, PC, RUN_DIR
 from ..convert import writeParticlesStar
-from ..outputs import readJson, readStarImageIds, volumeSeriesScript
+from ..formsettings import DENSITY, FormSetting, addSettingParam, settingArgs, settingErrors
+from ..outputs import readJson, readStarImageIds
 from .protocol_base import ProtCryoStarBase
 
-__all__ = ["ProtCryoStarTrainDensity"]
+__all__ = ["ProtCryoStarTrainDensity", "SPECS"]
 
-PRECISIONS = ["auto", "fp32", "bf16"]
+S = FormSetting
+#: Form fields bound to ``cryostar-engine train-density`` settings (see :mod:`..formsettings`).
+TRAINING = [
+    S("boxSize", "box", "Training box (px)",
+      "The particles are Fourier-cropped to it on the fly; the volumes have this box."),
+    S("numEpochs", "epochs", "Epochs"),
+]
+OPTIMISATION = [
+    S("batchSize", "batch", "Batch size"),
+    S("learningRate", "lr", "Learning rate"),
+    S("seed", "seed", "Random seed"),
+    S("precision", "precision", "Precision"),
+]
+NETWORK = [
+    S("hidden", "hidden", "Network width"),
+    S("residualLayers", "residual_layers", "Residual layers"),
+]
+VOLUMES = [
+    S("numClusters", "n_clusters", "k-means states"),
+    S("numPcs", "n_pcs", "PC trajectories"),
+    S("numPoints", "n_pc_points", "Volumes per trajectory"),
+]
+SPECS = TRAINING + OPTIMISATION + NETWORK + VOLUMES
 
 
 class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
@@ -43,44 +65,19 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
                       important=True, label="Particles with CryoSTAR z",
                       help="The 'Particles' output of 'train atom generator' (or a subset of "
                            "it): poses, CTF and the latent vector z of each particle.")
-        group = form.addGroup("Training")
-        group.addParam("doDownsample", params.BooleanParam, default=True,
-                       label="Downsample particles?",
-                       help="Fourier-crop the particles on the fly (the input set is not "
-                            "changed).")
-        group.addParam("boxSize", params.IntParam, default=128, validators=[params.Positive],
-                       condition="doDownsample", label="Training box (px)",
-                       help="Even, not larger than the particle box. The volumes have this "
-                            "box.")
-        group.addParam("numEpochs", params.IntParam, default=20, validators=[params.Positive],
-                       label="Epochs", help="Passes over all particles.")
+        self._addSettings(form.addGroup("Training"), TRAINING)
         form.addSection(label="Advanced")
+        self._addSettings(form.addGroup("Optimisation"), OPTIMISATION)
         adv = dict(expertLevel=params.LEVEL_ADVANCED)
-        form.addParam("batchSize", params.IntParam, default=16, validators=[params.Positive],
-                      label="Batch size", **adv)
-        form.addParam("learningRate", params.FloatParam, default=1e-4, label="Learning rate",
-                      **adv)
-        form.addParam("hidden", params.IntParam, default=1024, validators=[params.Positive],
-                      label="Network width",
-                      help="Width of the MLP. 1024 (the method's default) for GPUs; on a CPU, 256 "
-                           "trains about 10× faster and gave better maps for the same wall time.",
-                      **adv)
-        form.addParam("residualLayers", params.IntParam, default=3, validators=[params.GE(0)],
-                      label="Residual layers", **adv)
-        form.addParam("precision", params.EnumParam, choices=PRECISIONS, default=0,
-                      display=params.EnumParam.DISPLAY_HLIST, label="Precision",
-                      help="auto: bf16 on GPUs (Ampere and later) and on CPUs with native "
-                           "bf16, fp32 otherwise.", **adv)
-        form.addParam("seed", params.IntParam, default=0, label="Random seed", **adv)
+        self._addSettings(form.addGroup("Network", **adv), NETWORK, **adv)
         form.addSection(label="Volumes")
-        form.addParam("numClusters", params.IntParam, default=10, validators=[params.GE(1)],
-                      label="k-means states", help="One volume at each k-means centre of z.")
-        form.addParam("numPcs", params.IntParam, default=3, validators=[params.GE(0)],
-                      label="PC trajectories", help="Volumes along PC1 … PCn of z.")
-        form.addParam("numPoints", params.IntParam, default=10, validators=[params.GE(2)],
-                      label="Volumes per trajectory")
+        self._addSettings(form, VOLUMES)
         self._defineExtraParams(form)
         form.addParallelSection(threads=4, mpi=0)
+
+    def _addSettings(self, container, specs, **kwargs):
+        for spec in specs:
+            addSettingParam(container, spec, DENSITY, SPECS, **kwargs)
 
     # --------------------------- INSERT steps functions ---------------------------------------
     def _insertAllSteps(self):
@@ -97,7 +94,6 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
             "runDir": self._getExtraPath("train_density"),
             "runMarker": self._getExtraPath("train_density", "run.json"),
             "runManifest": self._getExtraPath("train_density", "manifest.json"),
-            "chimeraScript": self._getExtraPath("volumes.cxc"),
         })
 
     # --------------------------- STEPS functions ----------------------------------------------
@@ -113,20 +109,14 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
             np.save(f, z)
 
     def _getTrainArgs(self, resume=False):
-        parts = self.inputParticles.get()
-        box = parts.getXDim()
-        if self.doDownsample and self.boxSize.get() < box:
-            box = self.boxSize.get()
-        args = ["--out", self._enginePath("runDir"), "--epochs", self.numEpochs.get()]
+        """Inputs, run folder, Scipion's run settings and only the settings the user changed
+        (an untouched form runs the engine's defaults)."""
+        args = ["--out", self._enginePath("runDir")]
         if resume:
-            return [str(a) for a in args + ["--resume"]]
-        args += ["--particles", self._enginePath("particlesStar"), "--z", self._enginePath("z"),
-                 "--box", box, "--batch", self.batchSize.get(), "--lr", self.learningRate.get(),
-                 "--hidden", self.hidden.get(), "--residual-layers", self.residualLayers.get(),
-                 "--precision", PRECISIONS[self.precision.get()], "--device", self._getDevice(),
-                 "--threads", self.numberOfThreads.get(), "--seed", self.seed.get(),
-                 "--k", self.numClusters.get(), "--pcs", self.numPcs.get(),
-                 "--points", self.numPoints.get()]
+            epochs = [s for s in SPECS if s.param == "numEpochs"]
+            return [str(a) for a in args + settingArgs(self, epochs, DENSITY) + ["--resume"]]
+        args += ["--particles", self._enginePath("particlesStar"), "--z", self._enginePath("z")]
+        args += self._frameArgs() + self._runArgs() + settingArgs(self, SPECS, DENSITY)
         return [str(a) for a in args]
 
     def trainStep(self):
@@ -141,23 +131,25 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
                                "resume.")
 
     def createOutputStep(self):
+        """Register the volumes the engine lists in its manifest, where they are, with the
+        sampling and header origin it reports (they overlay the input model and map)."""
         self._createFilenameTemplates()
         man = self.getRunManifest()
         runDir = self._enginePath("runDir")
-        apix, box = float(man["apix"]), int(man["box"])
-        origin = self._userOrigin(man)
+        apix, box = float(man["apix_A"]), int(man["box_px"])
         ids = readStarImageIds(self._enginePath("particlesStar"))
         out = self._createSetOfVolumesFlex(progName=CRYOSTAR)
         out.setSamplingRate(apix)
         out.getFlexInfo().setAttr(RUN_DIR, runDir)
-        for name, series in man["series"].items():
-            zs = np.loadtxt(os.path.join(runDir, series["z"]), ndmin=2)
-            for i, (vol, row) in enumerate(zip(series["volumes"], series["star_rows"])):
+        for name, volumes in man["series"].items():
+            latents = man["latents"][name]
+            zs = np.loadtxt(os.path.join(runDir, latents["z"]), ndmin=2)
+            for i, (vol, row) in enumerate(zip(volumes, latents["star_rows"])):
                 item = VolumeFlex(progName=CRYOSTAR)
                 item.setFileName(os.path.join(runDir, vol))
                 item.setSamplingRate(apix)
                 t = Transform()
-                t.setShifts(*origin)
+                t.setShifts(*(float(v) for v in man["origin_A"]))
                 item.setOrigin(t)
                 item.setZFlex(zs[i].tolist())
                 isKmeans = name == "kmeans"
@@ -170,18 +162,28 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
                 out.append(item)
         if out.getSize() and out.getFirstItem().getDim()[0] != box:
             raise RuntimeError(f"the volumes are not {box}³ as the manifest says")
-        train = self.getTraining()
-        script = volumeSeriesScript(
-            "CryoSTAR density generator: volumes at the k-means states and along the PCs",
-            [(name, [os.path.join(runDir, v) for v in series["volumes"]])
-             for name, series in man["series"].items()],
-            apix, origin, consensus=train.getMapDisplay() if train is not None else None)
-        with open(self._enginePath("chimeraScript"), "w") as f:
-            f.write(script)
         self._defineOutputs(Volumes=out)
         self._defineSourceRelation(self.inputParticles, out)
 
     # --------------------------- UTILS functions ----------------------------------------------
+    def _trainingRunDir(self):
+        """The stage-1 run folder recorded in the particles' FlexInfo, or None."""
+        try:
+            value = self.inputParticles.get().getFlexInfo().getAttr(RUN_DIR)
+        except AttributeError:
+            return None
+        return str(value) if value else None
+
+    def _frameArgs(self):
+        """``--map`` naming the map that set the stage-1 frame (from the stage-1 manifest), so
+        the volumes overlay the same model and map; nothing when stage 1 had none."""
+        runDir = self._trainingRunDir()
+        path = os.path.join(runDir, "manifest.json") if runDir else None
+        if not path or not os.path.exists(path):
+            return []
+        mapPath = (readJson(path).get("frame") or {}).get("map")
+        return ["--map", mapPath] if mapPath and os.path.exists(mapPath) else []
+
     def getRunDir(self):
         return self._enginePath("runDir")
 
@@ -190,8 +192,10 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         return readJson(path) if os.path.exists(path) else None
 
     def getChimeraScript(self):
-        """ChimeraX script of the volume series in the user's frame (``extra/volumes.cxc``)."""
-        return self._enginePath("chimeraScript")
+        """The engine's ChimeraX script of the volume series (in the user's frame)."""
+        man = self.getRunManifest() or {}
+        return os.path.join(self._enginePath("runDir"), man.get("cxc", {}).get("volumes",
+                                                                               "volumes.cxc"))
 
     def getTraining(self):
         """The 'train atom generator' run that produced the input particles (None when another
@@ -205,25 +209,6 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
             parentId = parts.getObjParentId() if parts is not None else None
             producer = self.getProject().getProtocol(parentId) if parentId else None
         return producer if isinstance(producer, ProtCryoStarTrainAtom) else None
-
-    def _getModelShift(self):
-        """Shift (Å, xyz) the training applied to the user's model (engine = user + shift):
-        from the particles' FlexInfo, else from the training run; 0 when unknown."""
-        try:
-            value = self.inputParticles.get().getFlexInfo().getAttr(MODEL_SHIFT)
-            if isinstance(value, str):   # a list attribute comes back as "x,y,z"
-                value = value.split(",")
-            return np.asarray(value, dtype=np.float64)
-        except AttributeError:
-            train = self.getTraining()
-            return np.asarray(train.getEngineShift() if train is not None else [0.0] * 3,
-                              dtype=np.float64)
-
-    def _userOrigin(self, man):
-        """Volume origin (Å, xyz) in the frame of the user's reference model: the engine's
-        ``-(D//2)·apix`` minus the shift the training applied to the model."""
-        origin = np.asarray(man["origin_A"], dtype=np.float64) - self._getModelShift()
-        return tuple(float(v) + 0.0 for v in origin)
 
     # --------------------------- INFO functions -----------------------------------------------
     def _validate(self):
@@ -242,8 +227,9 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
             errors.append("The particles have no 3-D alignment.")
         if not parts.hasCTF():
             errors.append("The particles have no CTF information.")
-        if self.doDownsample:
-            box, xdim = self.boxSize.get(), parts.getXDim()
+        errors += settingErrors(self, SPECS, DENSITY)
+        box, xdim = self.boxSize.get(), parts.getXDim()
+        if box is not None:
             if box % 2:
                 errors.append(f"The training box ({box} px) must be even.")
             if xdim and box > xdim:
@@ -256,15 +242,13 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         if not self.usesGpu():
             warnings.append("Training the density generator on the CPU is very slow; use a "
                             "small network (Advanced) for tests only.")
-        parts = self.inputParticles.get()
-        if parts is not None:
-            try:
-                parts.getFlexInfo().getAttr(MODEL_SHIFT)
-            except AttributeError:
-                if self.getTraining() is None:
-                    warnings.append("The particles do not say how the reference model was "
-                                    "placed: the volumes are put in the box-centred frame.")
+        if self.inputParticles.get() is not None and self._trainingRunDir() is None:
+            warnings.append("The particles do not name their atom-generator run: the volumes "
+                            "are placed as if the model were centred in the box.")
         return warnings
+
+    def _trainedEpochs(self, man):
+        return round(man["images_seen"] / man["n_particles"], 2) if man.get("n_particles") else 0
 
     def _summary(self):
         if not self.isFinished():
@@ -274,18 +258,18 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
         if vols is None:
             return ["No output registered."]
         return [f"{vols.getSize()} volumes ({', '.join(man.get('series', {}))}) of "
-                f"{man.get('box')}³ px at {man.get('apix', 0):.2f} Å/px from "
-                f"{man.get('n_particles')} particles after {self.numEpochs.get()} epochs."]
+                f"{man.get('box_px')}³ px at {man.get('apix_A', 0):.2f} Å/px from "
+                f"{man.get('n_particles')} particles after {self._trainedEpochs(man):g} epochs."]
 
     def _methods(self):
         if not self.isFinished():
             return []
         man = self.getRunManifest() or {}
         return [f"A CryoSTAR density generator [Li2024cryostar] was trained on "
-                f"{man.get('n_particles')} particles with their stage-1 latent vectors fixed "
-                f"({man.get('box')} px, {man.get('apix', 0):.2f} Å/px, {self.numEpochs.get()} "
-                "epochs); volumes were generated at the k-means centres and along the principal "
-                "components of the latent space."]
+                f"{man.get('n_particles')} particles with their latent vectors from the atom "
+                f"generator kept fixed ({man.get('box_px')} px, {man.get('apix_A', 0):.2f} Å/px, "
+                f"{self._trainedEpochs(man):g} epochs). Volumes were generated at the k-means "
+                "centres and along the principal components of the latent space."]
 
     def _citations(self):
         return ["Li2024cryostar"]

@@ -6,8 +6,9 @@ box 24, 3 epochs; first stopped by the engine after 6 steps, then continued with
 density generator (tiny network) → particles subset (one set per state).
 
 The map is imported with its origin at its corner (0, 0, 0) and the model docked against it
-(moved by +48 Å): the plugin centres the model for the engine, and every output (models,
-volumes, ChimeraX scripts) must come back in that user frame.
+(moved by +48 Å): the plugin gives the engine the model file as it is and the map with that
+origin; the engine finds the frame and writes every output (models, volumes, ChimeraX scripts)
+in it.
 
 The test classes that use it call :func:`sharedChain` in ``setUpClass`` and adopt its project
 (``cls.proj = chain.proj``), so the few minutes of CPU are spent once.
@@ -18,10 +19,11 @@ import shutil
 import tempfile
 import types
 
+import numpy as np
+
 from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from cryostar_plugin.model_frame import write_shifted_model
 from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset,
                                        ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 
@@ -45,7 +47,33 @@ HETATM    2  O   HOH A   2       1.000   0.000   0.000  1.00  0.00           O
 END
 """
 
+#: The engine's test-only stop: "as if killed" after this many steps (not a CLI flag).
+STOP_ENV = "CRYOSTAR_TEST_STOP_AFTER_STEPS"
+
 _CHAIN = None
+
+
+def shiftPdb(src, dst, shift_A):
+    """Copy a PDB with every ATOM/HETATM record moved by ``shift_A`` (Å, xyz); return ``dst``."""
+    with open(src) as f, open(dst, "w") as out:
+        for line in f:
+            if line.startswith(("ATOM", "HETATM")):
+                xyz = [float(line[30 + 8 * i:38 + 8 * i]) + shift_A[i] for i in range(3)]
+                line = line[:30] + "".join(f"{v:8.3f}" for v in xyz) + line[54:]
+            out.write(line)
+    return dst
+
+
+def pdbCoords(path):
+    """Coordinates ``(N, 3)`` (Å) of the ATOM/HETATM records of the first model of a PDB."""
+    coords = []
+    with open(path) as f:
+        for line in f:
+            if line.startswith("ENDMDL"):
+                break
+            if line.startswith(("ATOM", "HETATM")):
+                coords.append([float(line[30 + 8 * i:38 + 8 * i]) for i in range(3)])
+    return np.array(coords)
 
 
 class TestCryoStarSharedProject(BaseTest):
@@ -58,8 +86,7 @@ def _build():
     c = types.SimpleNamespace(proj=cls.proj)
     c.tmp = tempfile.mkdtemp(prefix="cryostar-workflow-")
     atexit.register(shutil.rmtree, c.tmp, True)
-    c.modelFile = str(write_shifted_model(MODEL, os.path.join(c.tmp, "adk_corner.pdb"),
-                                          [HALF] * 3))
+    c.modelFile = shiftPdb(MODEL, os.path.join(c.tmp, "adk_corner.pdb"), [HALF] * 3)
     imp = cls.newProtocol(ProtImportParticles, importFrom=ProtImportParticles.IMPORT_FROM_RELION,
                           starFile=STAR, samplingRate=2.0, magnification=10000)
     cls.launchProtocol(imp)
@@ -74,15 +101,18 @@ def _build():
     cls.launchProtocol(pdb)
     c.model = pdb.outputPdb
 
-    # train, stopped by the engine after 6 steps (checkpoints every 4) ...
+    # train, stopped by the engine after 6 steps (checkpoints every 4; the engine's test hook
+    # reaches it through the environment the protocol's job inherits) ...
     c.train = cls.newProtocol(ProtCryoStarTrainAtom, inputParticles=c.parts,
-                              inputAtomStruct=c.model, extraParams="--stop-after-steps 6",
-                              **TRAIN)
-    cls.proj.launchProtocol(c.train, wait=True)
+                              inputAtomStruct=c.model, **TRAIN)
+    os.environ[STOP_ENV] = "6"
+    try:
+        cls.proj.launchProtocol(c.train, wait=True)
+    finally:
+        del os.environ[STOP_ENV]
     c.stoppedFailed = c.train.isFailed()
     c.stoppedError = c.train.getErrorMessage() or ""
     # ... then continued (Scipion's Continue run mode): resumes from the step-4 checkpoint
-    c.train.extraParams.set("")
     cls.launchProtocol(c.train)
 
     c.analyze = cls.newProtocol(ProtCryoStarAnalyze, inputTraining=c.train, numClusters=4,

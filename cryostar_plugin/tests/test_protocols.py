@@ -1,22 +1,25 @@
 """CryoSTAR protocols run end to end in a real project, with the real engine on the CPU.
 
 ``check inputs`` is fed the hardest frame case: a model docked against the map *with origin 0*
-(model moved by +48 Å) linked to that map.  The plugin must centre the model and hand the
-engine a map whose origin adds no second shift; the engine then finds the model centred and
-fitting the map, and the back-projection from the converted poses matching the map.
+(model moved by +48 Å) linked to that map.  The plugin hands the engine the model file as it is
+and the map with Scipion's origin; the engine finds the shift (-48 Å), the model centred and
+fitting the map, and the back-projection from the converted poses matching the map.  A model
+docked on the corner but linked to the centred map is refused with the engine's own line.
 """
+import json
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
 import unittest
 
 from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
 from pyworkflow.tests import BaseTest, setupTestProject
 
-from cryostar_plugin.model_frame import write_shifted_model
 from cryostar_plugin.protocols import ProtCryoStarCheckInputs
 from cryostar_plugin.protocols.protocol_base import engineErrorFrom
-from cryostar_plugin.tests.shared_project import WATERS
+from cryostar_plugin.tests.shared_project import WATERS, shiftPdb
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 DATA = os.path.join(REPO, "data")
@@ -39,8 +42,8 @@ class TestCryoStarCheckInputs(BaseTest):
     def setUpClass(cls):
         setupTestProject(cls)
         cls.tmp = tempfile.mkdtemp(prefix="cryostar-prot-")
-        shifted = str(write_shifted_model(MODEL, os.path.join(cls.tmp, "adk_corner.pdb"),
-                                          [HALF] * 3))
+        cls.shifted = shifted = shiftPdb(MODEL, os.path.join(cls.tmp, "adk_corner.pdb"),
+                                         [HALF] * 3)
         waters = os.path.join(cls.tmp, "waters.pdb")
         with open(waters, "w") as f:
             f.write(WATERS)
@@ -86,10 +89,11 @@ class TestCryoStarCheckInputs(BaseTest):
         self.launchProtocol(prot)
         report = prot.getReport()
         model = report["model"]
-        # the engine received a centred model and a map that asks for no further shift
-        self.assertEqual(model["shift_applied_A"], [0.0, 0.0, 0.0])
+        # the engine received the model as docked and the map at its Scipion origin (0): it
+        # moved the model by -48 Å itself and found it centred
+        self.assertEqual(model["shift_applied_A"], [-HALF] * 3)
         self.assertLess(max(abs(c) for c in model["centre_A"]), 1.0)
-        self.assertEqual(report["map"]["origin_A"], [-HALF] * 3)
+        self.assertEqual(report["map"]["origin_A"], [0.0] * 3)
         self.assertGreater(report["map"]["model_map_correlation"], 0.9)
         self.assertGreater(report["backprojection"]["correlation_lowpass"], 0.5)
         self.assertEqual(report["particles"]["count"], 384)
@@ -98,19 +102,30 @@ class TestCryoStarCheckInputs(BaseTest):
         self.assertEqual(vol.getDim(), (48, 48, 48))
         self.assertTrue(any(line.startswith("Back-proj.") for line in prot.summary()))
 
-    def test_half_box_off_model_is_refused(self):
+    def test_half_box_off_model_is_refused_with_the_engines_line(self):
         prot = self._newCheck(self.modelCornerOnCentred, "model half a box off")
         errors = prot.validate()
-        self.assertTrue(any("half a box" in e for e in errors), errors)
+        done = subprocess.run([sys.executable, "-m", "cryostar_engine", "inspect-model",
+                               "--model", self.shifted, "--map", MAP, "--box", "48",
+                               "--apix", "2", "--json"], capture_output=True, text=True,
+                              timeout=300)
+        expected = json.loads(done.stdout)["frame"]["error"]
+        self.assertIn("near the box corner", expected)
+        self.assertIn(expected, errors)
 
-    def test_engine_error_reaches_the_protocol(self):
-        prot = self._newCheck(self.waters, "waters only")
-        self.assertEqual(prot.validate(), [])   # the plugin cannot know; the engine does
+    def test_engine_refusals_reach_the_form_and_the_run(self):
+        # a model the engine cannot use: refused at validation, with the engine's own line
+        errors = self._newCheck(self.waters, "waters only").validate()
+        self.assertTrue(any("no protein or nucleic-acid residues" in e for e in errors), errors)
+        # a bad value only the engine sees (an extra flag): the run fails with its line
+        prot = self._newCheck(self.modelCorner, "bad extra flag")
+        prot.extraParams.set("--max-particles 0")
+        self.assertEqual(prot.validate(), [])
         self.proj.launchProtocol(prot, wait=True)
         self.assertTrue(prot.isFailed())
         msg = prot.getErrorMessage()
         self.assertIn("CryoSTAR engine:", msg)
-        self.assertIn("no protein or nucleic-acid residues", msg)
+        self.assertIn("--max-particles must be ≥ 1, got 0", msg)
 
 
 if __name__ == "__main__":

@@ -19,42 +19,42 @@ class TestCryoStarTrainAtom(SharedChainTest):
 
     def test_validation(self):
         self.assertEqual(self._new(boxSize=32).validate(), [])
+        self.assertEqual(self._new().validate(), [])             # untouched form: valid
         self.assertTrue(any("even" in e for e in self._new(boxSize=33).validate()))
         self.assertTrue(any("upsampling" in e for e in self._new(boxSize=64).validate()))
         self.assertTrue(any("Input particles" in e or "inputParticles" in e
                             for e in self.newProtocol(ProtCryoStarTrainAtom).validate()))
 
     def test_engine_arguments(self):
-        prot = self._new(boxSize=32, numEpochs=3, zDim=4, lowPass=8.0, useGpu=False)
+        # untouched form: inputs, run folder and Scipion's run settings only
+        prot = self._new()
         self.proj.saveProtocol(prot)
-        prot._createFilenameTemplates()
         args = prot._getTrainArgs()
+        self.assertEqual([a for a in args if a.startswith("--")],
+                         ["--particles", "--model", "--out", "--threads"])
         flags = dict(zip(args[::2], args[1::2]))
-        self.assertEqual(flags["--box"], "32")
-        self.assertEqual(flags["--epochs"], "3.0")
-        self.assertEqual(flags["--zdim"], "4")
-        self.assertEqual(flags["--low-pass"], "8.0")
-        self.assertEqual(flags["--device"], "cpu")
+        self.assertEqual(flags["--model"], os.path.abspath(self.model.getFileName()))  # as given
         for key in ("--particles", "--model", "--out"):
             self.assertTrue(os.path.isabs(flags[key]), flags[key])
+        # what the user changes, and only that, becomes a flag
+        prot = self._new(boxSize=32, numEpochs=3, zDim=4, lowPass=8.0, useGpu=False,
+                         lrSchedule=1, beadCentre=1, doInvert=True, enTolerance=0.5)
+        args = prot._getTrainArgs()
+        flags = {a: args[i + 1] for i, a in enumerate(args[:-1])
+                 if a.startswith("--") and not args[i + 1].startswith("--")}
+        self.assertEqual((flags["--box"], flags["--epochs"], flags["--zdim"], flags["--low-pass"]),
+                         ("32", "3", "4", "8"))
+        self.assertEqual((flags["--device"], flags["--lr-schedule"], flags["--bead-centre"]),
+                         ("cpu", "constant", "backbone"))
+        self.assertIn("--invert-contrast", args)
+        self.assertNotIn("--en-tolerance", args)         # set to the engine's default
         self.assertNotIn("--resume", args)
         self.assertIn("--resume", prot._getTrainArgs(resume=True))
-        full = self._new(doDownsample=False)._getTrainArgs()
-        self.assertEqual(full[full.index("--box") + 1], "48")   # never the engine's default
-        self.assertNotIn("--invert-contrast", args)
-        self.assertNotIn("--epochs", self._new()._getTrainArgs())   # empty: the engine's default
-        self.assertIn("--invert-contrast", self._new(doInvert=True)._getTrainArgs())
-        self.assertEqual(flags["--threads"], "4")
-        self.assertEqual(flags["--lr-schedule"], "cosine")
-        self.assertIn("constant", self._new(lrSchedule=1)._getTrainArgs())
-        self.assertEqual(flags["--bead-centre"], "residue")
-        self.assertEqual(flags["--en-tolerance"], "0.5")
-        self.assertIn("backbone", self._new(beadCentre=1)._getTrainArgs())
-        # every argument the protocol passes is one the engine accepts, with the value intended
+        # every argument is one the engine accepts, with the value intended
         from cryostar_engine.cli import build_parser
         parsed = build_parser().parse_args(["train-atom"] + args)
-        self.assertEqual((parsed.lr_schedule, parsed.en_keep_ratio, parsed.box, parsed.bead_centre),
-                         ("cosine", 0.9, 32, "residue"))
+        self.assertEqual((parsed.lr_schedule, parsed.box, parsed.bead_centre, parsed.zdim),
+                         ("constant", 32, "backbone", 4))
         self.assertEqual(prot._getEngineGpus(), None)
         self.assertEqual(self._new(gpuList="0 1")._getEngineGpus(), [0, 1])
 

@@ -76,11 +76,11 @@ class TestCryoStarValidation(SharedChainTest):
 
     def test_model_not_centred(self):
         # the model docked on the corner-origin map, but linked to nothing and given no map:
-        # the plugin must refuse it rather than train half a box off
+        # refused (the engine's inspect-model line) rather than trained half a box off
         prot = self.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
                                 pdbFile=self.modelFile)
         self.launchProtocol(prot)
-        self._errors(self._train(inputAtomStruct=prot.outputPdb), "half a box")
+        self._errors(self._train(inputAtomStruct=prot.outputPdb), "near the box corner")
 
     def test_pixel_size_mismatch_with_map(self):
         self._errors(self._train(inputVolume=self._volume(MAP, 2.5)), "pixel size (2.5 Å)")
@@ -175,12 +175,16 @@ class TestCryoStarValidation(SharedChainTest):
         imp = self.newProtocol(ProtImportPdb, inputPdbData=ProtImportPdb.IMPORT_FROM_FILES,
                                pdbFile=waters)
         self.launchProtocol(imp)
-        prot = self._train(inputAtomStruct=imp.outputPdb, doCheckInputs=False)
-        self.assertEqual(prot.validate(), [])      # only the engine can tell
+        # the engine reads the model at validation (inspect-model) and its line is the error
+        self._errors(self._train(inputAtomStruct=imp.outputPdb),
+                     "no protein or nucleic-acid residues")
+        # a value only the engine checks (an extra flag) fails the run with the engine's line
+        prot = self._train(doCheckInputs=False, extraParams="--en-keep-ratio 1.5")
+        self.assertEqual(prot.validate(), [])
         self.proj.launchProtocol(prot, wait=True)
         self.assertTrue(prot.isFailed())
         self.assertIn("CryoSTAR engine: ", prot.getErrorMessage())
-        self.assertIn("no protein or nucleic-acid residues", prot.getErrorMessage())
+        self.assertIn("--en-keep-ratio must", prot.getErrorMessage())
         log = ""
         for path in prot.getLogPaths():
             if os.path.exists(path):
@@ -190,6 +194,11 @@ class TestCryoStarValidation(SharedChainTest):
         self.assertNotIn("Traceback (most recent call last)", open(prot._getLogsPath(
             "engine.stderr")).read())
 
+    def test_form_ranges_are_the_engines(self):
+        self._errors(self._train(zDim=0), "Latent dimension must be at least 1")
+        self._errors(self._train(enKeepRatio=1.5), "Elastic network keep ratio must be between 0 "
+                                                   "and 1 (0 excluded)")
+
     def test_info_methods(self):
         for prot in (self.train, self.analyze, self.density, self.subset):
             self.assertTrue(prot.summary() and prot.methods(), prot.getClassName())
@@ -197,8 +206,13 @@ class TestCryoStarValidation(SharedChainTest):
         self.assertTrue(any("384 particles" in s for s in self.train.summary()))
         methods = " ".join(self.train.methods())
         self.assertIn("(tolerance 0.5 Å)", methods)
-        self.assertIn("rendered at its residue's electron-weighted centre", methods)
+        self.assertIn("rendered as a Gaussian at its residue's electron-weighted centre", methods)
+        self.assertIn("low-pass at 10 Å", methods)
+        self.assertNotIn("scipion-em-cryostar):", methods)           # no garbled run-on
         self.assertTrue(self._train(useGpu=False).warnings())
+        # the subset of every state, one set each, says so in words
+        self.assertIn("every k-means state, one set each", " ".join(self.subset.methods()))
+        self.assertNotIn("all)", " ".join(self.subset.methods() + self.subset.summary()))
         names = {"Particles", "ClusterCentres", "Trajectories"}
         self.assertEqual(set(ProtCryoStarTrainAtom._possibleOutputs), names)
         self.assertEqual(set(ProtCryoStarTrainDensity._possibleOutputs), {"Volumes"})

@@ -9,16 +9,17 @@ import numpy as np
 
 from cryostar_plugin.constants import (CHECKPOINT, CHIMERA_SCRIPT, CLUSTER, CLUSTER_SIZE, CONFIG,
                                        FRAME, PARTICLE_ID, PARTICLE_ROW, PC, RUN_DIR)
-from cryostar_plugin.model_frame import read_atom_coords
-from cryostar_plugin.outputs import readStarImageIds, splitPdbModels
+from cryostar_plugin.outputs import readStarImageIds
 from cryostar_plugin.protocols import ProtCryoStarSubset, ProtCryoStarTrainAtom
-from cryostar_plugin.tests.shared_project import N_PART, TOTAL_STEPS, SharedChainTest
+from cryostar_plugin.tests.shared_project import N_PART, TOTAL_STEPS, SharedChainTest, pdbCoords
 
 
 def cxcOpenedFiles(path):
-    """Files a .cxc opens (``open "…"`` lines), in order."""
+    """Files a .cxc opens (``open FILE …`` lines; relative names from the script's folder)."""
+    folder = os.path.dirname(path)
     with open(path) as f:
-        return re.findall(r'^open "([^"]+)"', f.read(), flags=re.M)
+        names = re.findall(r'^open "?([^"\s]+)"?', f.read(), flags=re.M)
+    return [os.path.join(folder, n) for n in names]
 
 
 class TestCryoStarWorkflow(SharedChainTest):
@@ -114,14 +115,14 @@ class TestCryoStarWorkflow(SharedChainTest):
         self.assertSetSize(centres, k)
         self.assertEqual(centres.getFlexInfo().getProgName(), "CryoSTAR")
         sizes = []
-        refCentre = read_atom_coords(self.modelFile).mean(0)
+        refCentre = pdbCoords(self.modelFile).mean(0)
         for c, item in enumerate(centres.iterItems(orderBy="id")):
             self.assertEqual(getattr(item, CLUSTER).get(), c)
             row = getattr(item, PARTICLE_ROW).get()
             np.testing.assert_allclose(item.getZFlex(), z[row], rtol=1e-5, atol=1e-6)
             self.assertEqual(getattr(item, PARTICLE_ID).get(), ids[row])
             sizes.append(getattr(item, CLUSTER_SIZE).get())
-            coords = read_atom_coords(item.getFileName())
+            coords = pdbCoords(item.getFileName())
             self.assertEqual(coords.shape, (214, 3))           # one bead per residue
             # back in the user's frame (the engine frame is 48 Å away on every axis)
             self.assertLess(np.abs(coords.mean(0) - refCentre).max(), 3.0)
@@ -133,16 +134,17 @@ class TestCryoStarWorkflow(SharedChainTest):
         for t in traj.iterItems():
             np.testing.assert_allclose(t.getZFlex(), z[getattr(t, PARTICLE_ROW).get()],
                                        rtol=1e-5, atol=1e-6)
-        # ChimeraX: the script pwem's viewer opens shows the map at its Scipion origin and
-        # plays the models as coordinate sets
+        # ChimeraX: the script pwem's viewer opens is the engine's; it shows the map given to
+        # the engine (Scipion's origin in its header) and plays the models as coordinate sets
         script = getattr(centres, CHIMERA_SCRIPT).get()
         opened = cxcOpenedFiles(script)
         self.assertTrue(all(os.path.exists(p) for p in opened), opened)
-        self.assertEqual(len(splitPdbModels(opened[1])), k)
+        self.assertEqual(opened[0], self.train._enginePath("map"))
+        import mrcfile
+        with mrcfile.open(opened[0], header_only=True) as m:
+            self.assertEqual([float(m.header.origin[a]) for a in "xyz"], [0.0] * 3)
         with open(script) as f:
-            text = f.read()
-        self.assertIn("volume #1 voxelSize 2 origin 0,0,0", text)
-        self.assertIn(f"coordset #2 1,{k}", text)
+            self.assertIn(f"coordset #2 1,{k}", f.read())
 
     def test_training_structures(self):
         self._checkStructures(self.train, k=3, pcs=2, points=4)
@@ -194,6 +196,27 @@ class TestCryoStarWorkflow(SharedChainTest):
             sizes[invert] = len(ids)
         self.assertEqual(sum(sizes.values()), N_PART)
 
+    def test_viewer_pc_range_selects_what_the_subset_exports(self):
+        """A PC range read off the viewer (its own selection function, on the engine's scores)
+        selects exactly the particles 'particles subset' exports, for the training's analysis
+        and for a re-analysis."""
+        from cryostar_plugin.viewers.plots import latentTable, pcRangeParticleIds
+        for prot in (self.train, self.analyze):
+            folder = prot.getAnalysisDir()
+            with open(os.path.join(folder, "manifest.json")) as f:
+                scores = np.load(os.path.join(folder, json.load(f)["pca"]["scores"]))[:, 1]
+            lo, hi = float(np.percentile(scores, 20)), float(np.percentile(scores, 70))
+            table = latentTable(self.train.Particles, self.train._enginePath("particlesStar"),
+                                folder)
+            shown = pcRangeParticleIds(table, folder, 2, lo, hi)
+            sub = self.newProtocol(ProtCryoStarSubset, inputAnalysis=prot, selectBy=1,
+                                   pcIndex=2, pcLow=lo, pcHigh=hi)
+            self.launchProtocol(sub)
+            exported = sorted(p.getObjId() for p in sub.Particles.iterItems())
+            self.assertGreater(len(exported), N_PART // 3)
+            self.assertEqual(exported, shown.tolist())
+            self.assertIn(f"PC2 scores from {lo:g} to {hi:g}", " ".join(sub.summary()))
+
     # ------------------------------------------------------------------ volumes
     def test_density_volumes_sampling_origin_and_z(self):
         vols = self.density.Volumes
@@ -204,8 +227,8 @@ class TestCryoStarWorkflow(SharedChainTest):
         for v in vols.iterItems():
             self.assertEqual(v.getDim(), (16, 16, 16))
             self.assertAlmostEqual(v.getSamplingRate(), 6.0)
-            # engine origin -(D//2)·apix = -48 Å, moved into the user frame: the map's corner
-            np.testing.assert_allclose(man["origin_A"], [-48.0] * 3)
+            # the engine writes the volumes in the frame of the input map (origin at its corner)
+            np.testing.assert_allclose(man["origin_A"], [0.0] * 3)
             np.testing.assert_allclose(v.getOrigin(force=True).getShifts(),
                                        self.map.getOrigin(force=True).getShifts(), atol=1e-6)
             row = getattr(v, PARTICLE_ROW).get()
