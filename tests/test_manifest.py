@@ -95,6 +95,10 @@ def test_analysis_and_eval_atom_write_models_in_the_input_frame(atom_run, tmp_pa
     assert cli(["eval-atom", "--run", str(atom_run), "--z", str(tmp_path / "z2.npy"),
                 "--out", str(tmp_path / "two.pdb")]) == 0
     np.testing.assert_allclose(pdb_models(tmp_path / "two.pdb"), decode(z[:2]) - SHIFT, atol=1e-3)
+    np.save(tmp_path / "one.npy", z[3])                  # one latent vector as a 1-D array
+    assert cli(["eval-atom", "--run", str(atom_run), "--z", str(tmp_path / "one.npy"),
+                "--out", str(tmp_path / "one.pdb")]) == 0
+    np.testing.assert_allclose(pdb_models(tmp_path / "one.pdb"), decode(z[3:4]) - SHIFT, atol=1e-3)
 
 
 def test_density_volumes_overlay_the_input_map(atom_run, tmp_path):
