@@ -8,12 +8,10 @@ but usable input return notes instead (one line each, shown in reports and logs)
 * :mod:`.images` — particle stacks (complex modes, NaN/Inf pixels, empty images);
 * :mod:`.model` — atomic models (duplicate residue ids, altlocs, several MODELs);
 * :mod:`.arrays` — latent / label / index arrays;
-* :mod:`.options` — the options of the analysis and evaluation commands, ``--out`` targets and
-  the kind of a run folder.
+* :mod:`.options` — counts given as options and ``--out`` targets.
 """
 from .arrays import check_latent_array, load_latent_file
-from .options import (check_output_file, check_output_folder, check_positive, require_run_kind,
-                      run_kind)
+from .options import check_output_file, check_output_folder, check_positive
 
 __all__ = ["check_latent_array", "load_latent_file", "check_output_file", "check_output_folder",
-           "check_positive", "require_run_kind", "run_kind"]
+           "check_positive"]
