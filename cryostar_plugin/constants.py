@@ -41,9 +41,6 @@ CHECKPOINT = "_cryostarCheckpoint"
 CONFIG = "_cryostarConfig"
 #: Folder of the training run (engine run folder) in a FlexInfo / on output sets.
 RUN_DIR = "_cryostarRunDir"
-#: FlexInfo of the Particles: shift (Å, xyz) that moved the user's model into the engine frame
-#: (engine = user + shift); the density stage uses it to place its volumes in the user frame.
-MODEL_SHIFT = "_cryostarModelShift"
 #: Per-item extras of the atomic-structure and volume outputs.
 KIND = "_cryostarKind"            # "kmeans" (cluster centre) or "pca" (trajectory point)
 PC = "_cryostarPC"                # 1-based principal component of a trajectory point

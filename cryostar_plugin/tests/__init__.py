@@ -2,7 +2,9 @@
 
 * ``test_plugin``      discovery through the entry point, bibtex, protocols.conf, engine command.
 * ``test_convert``     SetOfParticles → RELION star for the engine, checked against the original.
-* ``test_model_frame`` reference model → box-centred engine frame; uncentred models flagged.
+* ``test_boundary``    no engine/torch import; the chain with untouched forms in a Scipion process
+  that cannot import them; its config.json equal to the command line's defaults (48/64 px).
+* ``test_forms``       the forms carry the engine's --settings-json (defaults, choices, help).
 * ``test_protocols``   'check inputs' end to end; engine errors reach the protocol.
 * ``test_workflow``    the whole chain on one shared project (``shared_project``): import →
   train atom generator (stopped, then continued: resumes) → analyze → train density → subset;

@@ -23,7 +23,7 @@ from pyworkflow.tests import BaseTest, setupTestProject
 from cryostar_engine.geometry import euler_to_matrix
 from cryostar_engine.io import StackCache, read_particles
 from cryostar_engine.physics.fourier import fourier_crop
-from cryostar_plugin.convert import writeParticlesStar
+from cryostar_plugin.convert import writeMapAsShown, writeParticlesStar
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 SIM = os.path.join(REPO, "data", "adk_sim48")
@@ -62,6 +62,25 @@ class TestCryoStarParticlesToEngine(BaseTest):
 
     def setUp(self):
         os.chdir(self.proj.getPath())  # Scipion file names are relative to the project
+
+    def test_map_written_as_scipion_shows_it(self):
+        """The map goes to the engine with Scipion's sampling and origin in its header, the
+        data untouched: a corner origin (0) and Scipion's default (-D/2·apix) both survive."""
+        import mrcfile
+        from pwem.protocols import ProtImportVolumes
+
+        for label, extra, origin in (("corner", dict(setOrigCoord=True, x=0.0, y=0.0, z=0.0),
+                                      0.0), ("default", {}, -48.0)):
+            imp = self.newProtocol(ProtImportVolumes, objLabel=label, filesPath=SIM,
+                                   filesPattern="ideal_map_frame048.mrc", samplingRate=2.0,
+                                   **extra)
+            self.launchProtocol(imp)
+            out = writeMapAsShown(imp.outputVolume, os.path.join(self.outDir, f"{label}.mrc"))
+            with mrcfile.open(out) as m, mrcfile.open(os.path.join(
+                    SIM, "ideal_map_frame048.mrc")) as ref:
+                self.assertEqual([float(m.header.origin[a]) for a in "xyz"], [origin] * 3)
+                self.assertAlmostEqual(float(m.voxel_size.x), 2.0)
+                np.testing.assert_array_equal(m.data, ref.data)
 
     def test_import_kept_poses(self):
         self.assertEqual(self.parts.getSize(), 384)
