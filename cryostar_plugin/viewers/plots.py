@@ -1,10 +1,14 @@
-"""Figures of a CryoSTAR run computed from Scipion objects (no engine import).
+"""Latent-space figures of a CryoSTAR run, drawn from what the engine wrote (no engine import,
+no PCA of our own).
 
 * :func:`latentTable`: z of every particle from ``getZFlex()`` of the training's ``Particles``
-  with the k-means state of an analysis, matched by particle id;
-* :func:`pcaScores`: PCA of z (NumPy SVD; the same axes as the engine's analysis up to sign);
-* ``plot*``: matplotlib figures drawn on pwem's :class:`EmPlotter` (a view the GUI shows) and
-  saved as PNG, so tests and scripts get files without a display.
+  with its star row and the analysis' k-means state, matched by particle id;
+* :func:`enginePca`: the engine's PC scores (``pc_scores.npy``, named by the analysis manifest's
+  ``"pca": {"scores": …}``) in the order of a :class:`LatentTable`, and the explained variance;
+* :func:`pcRangeParticleIds`: the particle ids whose score on a PC lies in a range, exactly as
+  the viewer's scatter shows them (the selection "particles subset" exports by PC range);
+* ``plot*``: matplotlib figures on pwem's :class:`EmPlotter` (a view the GUI shows), also saved
+  as PNG so tests and scripts get files without a display.
 """
 import csv
 import os
@@ -14,14 +18,18 @@ import numpy as np
 
 from ..outputs import readAnalysisManifest, readStarImageIds
 
-__all__ = ["LatentTable", "latentTable", "pcaScores", "umapEmbedding", "plotLatentScatter",
-           "plotLatentDensity", "plotTrainingCurves", "readLosses"]
+__all__ = ["LatentTable", "latentTable", "enginePca", "pcRangeParticleIds", "umapEmbedding",
+           "plotLatentScatter", "plotLatentDensity", "plotTrainingCurves", "plotPng",
+           "readLosses", "FONT"]
+
+FONT = 10          # figure text size (pt); legends and ticks at FONT - 1
 
 
 @dataclass(frozen=True)
 class LatentTable:
     """ids ``(N,)`` particle ids (ascending); z ``(N, zdim)``; labels ``(N,)`` k-means states
-    (-1 when the analysis does not cover a particle); rows ``(N,)`` star rows of the training."""
+    (-1 when the analysis does not cover a particle); rows ``(N,)`` star rows of the training
+    (-1 for a particle the training did not see)."""
 
     ids: np.ndarray
     z: np.ndarray
@@ -55,12 +63,33 @@ def latentTable(particlesFlex, starFile, analysisDir=None):
     return LatentTable(ids, np.asarray(zs, dtype=np.float64), labels, rows)
 
 
-def pcaScores(z):
-    """PC scores ``(N, C)`` and explained-variance ratios ``(C,)`` of ``z`` ``(N, zdim)``."""
-    zc = z - z.mean(0)
-    _, s, vt = np.linalg.svd(zc, full_matrices=False)
-    var = s ** 2
-    return zc @ vt.T, var / max(var.sum(), 1e-300)
+def enginePca(table, analysisDir):
+    """The engine's PCA of z for the particles of ``table``.
+
+    Returns
+    -------
+    scores : ``(N, C)`` the rows of the analysis' ``pc_scores.npy`` for ``table.rows`` (NaN for a
+        particle the training did not see).
+    ratio : ``(C,)`` explained-variance ratios.
+    """
+    man = readAnalysisManifest(analysisDir)
+    pca = man["pca"]
+    allScores = np.load(os.path.join(analysisDir, pca["scores"]))
+    scores = np.full((len(table.rows), allScores.shape[1]), np.nan)
+    ok = table.rows >= 0
+    scores[ok] = allScores[table.rows[ok]]
+    return scores, np.asarray(pca["explained_variance_ratio"], dtype=np.float64)
+
+
+def pcRangeParticleIds(table, analysisDir, pc, low, high):
+    """Particle ids whose engine score on ``pc`` (1-based) lies in ``[low, high]`` (inclusive),
+    ascending: the points of the viewer's scatter inside that range."""
+    scores, _ = enginePca(table, analysisDir)
+    if not 1 <= pc <= scores.shape[1]:
+        raise ValueError(f"PC{pc} does not exist: the analysis kept {scores.shape[1]} PCs")
+    s = scores[:, pc - 1]
+    inside = (s >= low) & (s <= high)          # NaN (unseen particle) is never inside
+    return np.sort(table.ids[inside])
 
 
 def umapEmbedding(table, analysisDir=None, seed=0):
@@ -80,9 +109,9 @@ def umapEmbedding(table, analysisDir=None, seed=0):
     return umap.UMAP(random_state=seed).fit_transform(table.z)
 
 
-def _plotter(title):
+def _plotter(title, figsize=(7.2, 5.0)):
     from pwem.viewers.plotter import EmPlotter
-    return EmPlotter(x=1, y=1, mainTitle="", windowTitle=title, figsize=(6, 5))
+    return EmPlotter(x=1, y=1, mainTitle="", windowTitle=title, figsize=figsize)
 
 
 def _save(plotter, path):
@@ -92,29 +121,68 @@ def _save(plotter, path):
     return plotter
 
 
-def plotLatentScatter(path, xy, labels, xlabel, ylabel, title):
-    """Scatter of ``xy`` ``(N, 2)`` coloured by k-means state; PNG at ``path``; the plotter."""
+def _style(ax, title, xlabel, ylabel):
+    ax.set_title(title, fontsize=FONT + 1)
+    ax.set_xlabel(xlabel, fontsize=FONT)
+    ax.set_ylabel(ylabel, fontsize=FONT)
+    ax.tick_params(labelsize=FONT - 1)
+
+
+def plotLatentScatter(path, xy, labels, xlabel, ylabel, title, band=None):
+    """Scatter of ``xy`` ``(N, 2)`` coloured by k-means state, the legend outside the axes;
+    PNG at ``path``; the plotter.
+
+    ``band``: optional ``(low, high)`` range on the x axis, shaded (a PC range).
+    """
     import matplotlib.pyplot as plt
 
     plotter = _plotter(title)
     ax = plotter.createSubPlot(title, xlabel, ylabel)
+    _style(ax, title, xlabel, ylabel)
     states = sorted(set(labels.tolist()))
     cmap = plt.get_cmap("tab10" if len(states) <= 10 else "tab20")
+    size = float(np.clip(4000 / max(len(xy), 1), 2, 14))
     for i, s in enumerate(states):
         sel = labels == s
         name = f"state {s} ({sel.sum()})" if s >= 0 else f"no state ({sel.sum()})"
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=8, alpha=0.7, color=cmap(i % cmap.N), label=name)
-    ax.legend(fontsize=7, markerscale=2, loc="best")
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, linewidths=0,
+                   color=cmap(i % cmap.N), label=name)
+    if band is not None:
+        ax.axvspan(band[0], band[1], color="0.5", alpha=0.15, zorder=0,
+                   label=f"range {band[0]:g} … {band[1]:g}")
+    ax.legend(fontsize=FONT - 1, markerscale=max(1.0, 30 / size) ** 0.5, title="k-means",
+              title_fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1.0),
+              borderaxespad=0.0, frameon=False)
     return _save(plotter, path)
 
 
 def plotLatentDensity(path, xy, xlabel, ylabel, title, gridsize=40):
     """Hexbin density of ``xy`` ``(N, 2)``; PNG at ``path``; the plotter."""
-    plotter = _plotter(title)
+    plotter = _plotter(title, figsize=(6.4, 5.0))
     ax = plotter.createSubPlot(title, xlabel, ylabel)
+    _style(ax, title, xlabel, ylabel)
     hb = ax.hexbin(xy[:, 0], xy[:, 1], gridsize=gridsize, cmap="viridis", mincnt=1)
-    plotter.getFigure().colorbar(hb, ax=ax, label="particles")
+    bar = plotter.getFigure().colorbar(hb, ax=ax)
+    bar.set_label("particles per hexagon", fontsize=FONT)
+    bar.ax.tick_params(labelsize=FONT - 1)
     return _save(plotter, path)
+
+
+def plotPng(pngPath, title):
+    """A PNG the engine wrote, in a plotter window (axes hidden)."""
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(pngPath)
+    h, w = img.shape[:2]
+    longSide = 8.0      # inches
+    plotter = _plotter(title, figsize=(max(3.0, longSide * w / max(w, h)),
+                                      max(3.0, longSide * h / max(w, h)) + 0.3))
+    ax = plotter.createSubPlot(title, "", "")
+    ax.imshow(img)
+    ax.set_axis_off()
+    ax.set_title(os.path.basename(pngPath), fontsize=FONT - 1, color="0.4")
+    plotter.getFigure().tight_layout()
+    return plotter
 
 
 def readLosses(csvPath):
@@ -128,22 +196,28 @@ def readLosses(csvPath):
 
 
 def plotTrainingCurves(path, csvPath, title="CryoSTAR training"):
-    """One panel per loss term against the step (running mean over ~1% of the run)."""
+    """One panel per loss column of ``losses.csv`` against the step: each step's value (grey)
+    and its running mean over ~1 % of the run (blue), explained in a legend."""
     losses = readLosses(csvPath)
     if not losses or len(losses.get("step", [])) == 0:
         return None
     terms = [k for k in losses if k not in ("step", "images_seen")]
     from pwem.viewers.plotter import EmPlotter
-    cols = 2
+    cols = min(2, len(terms))
     rows = (len(terms) + cols - 1) // cols
-    plotter = EmPlotter(x=rows, y=cols, windowTitle=title, figsize=(8, 2.4 * rows))
+    plotter = EmPlotter(x=rows, y=cols, windowTitle=title, figsize=(9, 2.8 * rows + 0.4))
     step = losses["step"]
     width = max(1, len(step) // 100)
-    for term in terms:
-        ax = plotter.createSubPlot(term, "step", term)
+    for n, term in enumerate(terms):
+        ax = plotter.createSubPlot(f"{term} loss", "training step", f"{term} (a.u.)")
+        _style(ax, f"{term} loss" if term != "loss" else "total loss", "training step",
+               f"{term} (a.u.)")
         y = losses[term]
-        ax.plot(step, y, color="0.75", lw=0.8)
+        ax.plot(step, y, color="0.7", lw=0.8, label="each step")
         if width > 1:
             smooth = np.convolve(y, np.ones(width) / width, mode="valid")
-            ax.plot(step[width - 1:], smooth, color="C0", lw=1.2)
+            ax.plot(step[width - 1:], smooth, color="C0", lw=1.4,
+                    label=f"mean of {width} steps")
+        if n == 0:
+            ax.legend(fontsize=FONT - 1, frameon=False)
     return _save(plotter, path)
