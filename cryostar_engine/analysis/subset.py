@@ -68,7 +68,7 @@ def _load_array(path, what: str) -> np.ndarray:
         words = [w for ln in path.read_text().splitlines() if not ln.lstrip().startswith("#")
                  for w in ln.replace(",", " ").split()]
         return np.array(words, dtype=np.float64)
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, EOFError) as err:     # EOFError: an empty .npy
         raise InputError(f"{path}: cannot read {what} ({err})") from None
 
 
