@@ -299,7 +299,8 @@ def _train_loop(cfg, p: _Parts, run_dir, log, step, images_seen, total_steps, no
     if main:
         progress.truncate_after(step)
     pending = PendingSteps(SkippedSteps(p.optimizer, log, advice="lower --lr, raise --low-pass, or "
-                                                            "check the input particles"))
+                                                            "check the input particles",
+                                        last_step=total_steps))
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last, micro = None, cfg.micro_batches
     ds = p.inputs.dataset

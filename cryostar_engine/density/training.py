@@ -198,6 +198,7 @@ class DensityTrainer:
             self.model.__dict__.pop("mlp", None)        # volumes are rendered eagerly
             if progress is not None:
                 progress.close()
+        self.pending.skipped.require_progress()
         return True
 
     def _step(self, setup: StepSetup, rows: torch.Tensor) -> None:

@@ -20,19 +20,41 @@ class TrainingDiverged(RuntimeError):
 class SkippedSteps:
     """Counts consecutive skipped steps; after each one multiplies the learning rate (and a
     schedule's peak, ``lr_peak``, see :mod:`~cryostar_engine.train.schedule`) by ``lr_factor``;
-    raises :class:`TrainingDiverged` with advice after more than ``max_in_a_row``."""
+    raises :class:`TrainingDiverged` with advice after more than ``max_in_a_row``, and also when a
+    run ends (``last_step`` reached, or :meth:`require_progress` called) without a single applied
+    step in this invocation: a short run whose every step was non-finite must not end "finished"
+    with untrained networks."""
 
     def __init__(self, optimizer: torch.optim.Optimizer, log: logging.Logger | None = None,
-                 lr_factor: float = 0.5, max_in_a_row: int = 5, advice: str = "lower --lr"):
+                 lr_factor: float = 0.5, max_in_a_row: int = 5, advice: str = "lower --lr",
+                 last_step: int | None = None):
         self.optimizer, self.log = optimizer, log or logging.getLogger("cryostar_engine")
         self.lr_factor, self.max_in_a_row, self.advice = lr_factor, max_in_a_row, advice
-        self.in_a_row = 0
+        self.last_step = last_step
+        self.in_a_row = self.applied_total = self.skipped_total = 0
 
     def applied(self) -> None:
         self.in_a_row = 0
+        self.applied_total += 1
+
+    def require_progress(self) -> None:
+        """Raise :class:`TrainingDiverged` at the end of a run when no step of it was applied,
+        or when its last two or more steps were skipped: skipped steps leave the parameters
+        unchanged, so the final networks then fail on every batch they were last shown."""
+        if self.skipped_total and not self.applied_total:
+            raise TrainingDiverged(
+                f"training diverged: all {self.skipped_total} steps of this run had a non-finite "
+                f"loss or gradient, so nothing was trained; {self.advice}")
+        if self.in_a_row >= 2:
+            raise TrainingDiverged(
+                f"training diverged: the last {self.in_a_row} steps had a non-finite loss or "
+                f"gradient with the final networks; {self.advice}")
 
     def skipped(self, step: int, loss: float) -> None:
         self.in_a_row += 1
+        self.skipped_total += 1
+        if self.last_step is not None and step >= self.last_step:
+            self.require_progress()
         if self.in_a_row > self.max_in_a_row:
             raise TrainingDiverged(
                 f"training diverged: non-finite loss at step {step} after {self.max_in_a_row} "
