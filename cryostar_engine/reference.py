@@ -90,7 +90,8 @@ def _count_atoms(model_path) -> int:
     from Bio.PDB.PDBExceptions import PDBConstructionWarning
 
     path = Path(model_path)
-    cif = path.suffix.lower() in (".cif", ".mmcif")
+    suffix = "".join(path.suffixes[-2:]).lower() if path.suffix == ".gz" else path.suffix.lower()
+    cif = suffix in (".cif", ".mmcif", ".cif.gz", ".mmcif.gz")
     parser = MMCIFParser(QUIET=True) if cif else PDBParser(QUIET=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", PDBConstructionWarning)
