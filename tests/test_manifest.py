@@ -173,3 +173,26 @@ def test_load_decoder_gives_box_frame_beads_and_structures(atom_run, corner):
     np.testing.assert_allclose(beads.coords_A, read_beads(model).coords_A + SHIFT, atol=1e-3)
     z = np.load(atom_run / "z.npy")[:5]
     assert np.abs(decode(z) - beads.coords_A).max() < 20.0
+
+
+TINY_DENSITY = ["--box", "16", "--hidden", "32", "--residual-layers", "1", "--epochs", "1",
+                "--batch", "64", "--k", "2", "--pcs", "1", "--points", "2", "--device", "cpu",
+                "--threads", "1"]
+
+
+def test_train_density_map_sets_the_frame_and_a_wrong_map_is_refused(corner, tmp_path, capsys):
+    _, corner_map = corner
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).standard_normal((384, 2)).astype(np.float32))
+    run = tmp_path / "run"
+    assert cli(["train-density", "--particles", str(ADK_STAR), "--z", str(tmp_path / "z.npy"),
+                "--map", str(corner_map), "--out", str(run), *TINY_DENSITY]) == 0
+    man = check_manifest(run, "density")
+    assert man["frame"]["source"] == "map" and man["origin_A"] == [0.0, 0.0, 0.0]
+    small = tmp_path / "small.mrc"
+    write_mrc(small, read_map(ADK_MAP).data[8:40, 8:40, 8:40], 2.0)
+    capsys.readouterr()
+    assert cli(["train-density", "--particles", str(ADK_STAR), "--z", str(tmp_path / "z.npy"),
+                "--map", str(small), "--out", str(tmp_path / "bad"), *TINY_DENSITY]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "map is 32 px × 2 Å = 64 Å across but the particles are 48 px" in err[0]
+    assert not (tmp_path / "bad").exists()
