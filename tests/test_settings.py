@@ -215,6 +215,14 @@ def test_a_config_file_is_checked_like_the_flags(tmp_path, capsys):
     assert not out.exists()
 
 
+@pytest.mark.parametrize("command", ["train-atom", "train-density"])
+def test_the_run_folder_must_be_named(command, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)                   # not the current folder by accident
+    assert main([command, *_required(command, tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == "cryostar-engine: error: --out is required: the folder of the run"
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_test_hooks_are_not_flags(tmp_path, capsys):
     for command, flag in [("train-atom", "--stop-after-steps"), ("train-density", "--debug-nan-at-step")]:
         with pytest.raises(SystemExit):

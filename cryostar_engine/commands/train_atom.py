@@ -17,6 +17,7 @@ import os
 
 from ..atom.config import AtomConfig, load_config_file
 from ..atom.training import train_atom
+from ..errors import InputError
 from ..settings import apply_test_hooks
 from ..train.rundir import discard_on_failure
 from ._dataclass_args import add_settings_args, dataclass_from_args, print_settings_json
@@ -32,6 +33,8 @@ def main(args):
         return print_settings_json("train-atom", AtomConfig)
     base = load_config_file(args.config) if args.config else {}
     cfg = apply_test_hooks(dataclass_from_args(AtomConfig, args, base))
+    if not cfg.out:
+        raise InputError("--out is required: the folder of the run")
     with discard_on_failure(cfg.out, keep=cfg.resume):     # a failed start leaves nothing behind
         manifest = train_atom(cfg)
     if os.environ.get("RANK", "0") == "0":
