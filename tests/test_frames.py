@@ -117,3 +117,14 @@ def test_check_inputs_maps_overlay_a_corner_origin_map(corner, tmp_path):
         assert origin == [0.0, 0.0, 0.0], name
         smooth = [gaussian_lowpass_volume(torch.as_tensor(v), 1.5) for v in (data, ref.data)]
         assert correlation(*smooth) > 0.8, name          # same grid as the map it overlays
+
+
+def test_inspect_model_text_names_the_error_and_the_low_pass(capsys, corner):
+    model, _ = corner
+    assert cli(["inspect-model", "--model", str(model), "--box", "48", "--apix", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Note      no map given" in out and "ERROR     " in out and "near the box corner" in out
+    assert cli(["inspect-model", "--model", str(ADK_REF), "--map", str(ADK_MAP), "--box", "48",
+                "--apix", "2", "--train-box", "24"]) == 0
+    out = capsys.readouterr().out
+    assert "Low-pass  suggested 10.0 Å" in out and "ERROR" not in out and "Box       48 px" in out
