@@ -4,8 +4,10 @@
 
 Imports the particles (RELION star), the consensus map and the docked reference model, then
 runs check inputs → train atom generator → analyze latent space → train density generator →
-particles subset, writes the viewer figures and ChimeraX scripts, and prints
-where everything is and how to open the project in the Scipion GUI.
+particles subset with the forms as a new user leaves them (only the length of training and the
+CPU threads are set), shows each training's progress lines while it runs, writes the viewer
+figures, and prints where everything is and the command that opens the project in the Scipion
+GUI (also written to ``OUT/open_gui.sh``).
 
 pyworkflow reads its configuration when first imported, and importing this module already
 imports it (through ``cryostar_plugin``), so :func:`main` first prepares a self-contained
@@ -13,7 +15,9 @@ Scipion environment under ``OUT`` and re-executes itself once with it.
 """
 import argparse
 import os
+import shlex
 import sys
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -46,18 +50,63 @@ def _parseArgs(argv):
     p.add_argument("--density-epochs", type=int, default=4, help="density-generator epochs (default 4)")
     p.add_argument("--density-width", type=int, default=256,
                    help="density network width (default 256; 1024 is the method's, for GPUs)")
-    p.add_argument("--box", type=int, default=32, help="training box in px (default 32)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for the engine (default 2)")
     p.add_argument("--gpu", action="store_true", help="train on GPU 0 (default: CPU)")
     p.add_argument("--no-density", action="store_true", help="skip the density generator")
     return p.parse_args(argv)
 
 
-def _launch(project, prot, what):
+class LogFollower:
+    """Prints the engine's progress lines of a running protocol (``progress: …`` in its
+    ``logs/run.stdout``) as they are written."""
+
+    def __init__(self, prot, prefix="[demo]   "):
+        self.prot, self.prefix = prot, prefix
+        self.path, self.offset, self.partial = None, 0, ""
+
+    def poll(self):
+        if self.path is None:
+            paths = self.prot.getLogPaths() if self.prot.getObjId() else []
+            if not paths or not os.path.exists(paths[0]):
+                return
+            self.path = paths[0]
+            print(f"{self.prefix}log: {os.path.abspath(self.path)}", flush=True)
+        with open(self.path, errors="replace") as f:
+            f.seek(self.offset)
+            text = f.read()
+            self.offset = f.tell()
+        lines = (self.partial + text).split("\n")
+        self.partial = lines.pop()
+        for line in lines:
+            if line.startswith("progress:"):
+                print(f"{self.prefix}{line}", flush=True)
+
+
+def _launch(project, prot, what, follow=False):
+    """Run ``prot`` to the end (a failure stops the demo with its log's path); with ``follow``,
+    print its progress lines while it runs."""
     t0 = time.time()
     prot.setObjLabel(what.split(" (")[0])
     print(f"[demo] {what} ...", flush=True)
-    project.launchProtocol(prot, wait=True)
+    done, errors = threading.Event(), []
+
+    def run():
+        try:
+            project.launchProtocol(prot, wait=True)
+        except BaseException as err:  # noqa: BLE001  reported below, in the main thread
+            errors.append(err)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True).start()
+    follower = LogFollower(prot) if follow else None
+    while not done.wait(1.0):
+        if follower:
+            follower.poll()
+    if follower:
+        follower.poll()
+    if errors:
+        raise errors[0]
     if not prot.isFinished():
         log = prot.getLogPaths()[0] if prot.getLogPaths() else "(no log)"
         raise SystemExit(f"[demo] {what} failed: {prot.getErrorMessage()}\n       log: {log}")
@@ -67,7 +116,6 @@ def _launch(project, prot, what):
 
 def runDemo(args):
     """Build and run the project; return a dict of what to show the user."""
-    import numpy as np
     from pwem.protocols import ProtImportParticles, ProtImportPdb, ProtImportVolumes
     from pyworkflow.project import Manager
 
@@ -100,20 +148,15 @@ def runDemo(args):
     check.inputAtomStruct.set(pdb)
     check.inputAtomStruct.setExtended("outputPdb")
     _launch(project, check, "check inputs")
-    # the check suggests a low-pass at the full box; the training box must still resolve it
-    trainApix = 2.0 * 48 / args.box
-    lowPass = max(float(check.getReport().get("suggested_low_pass_A", 8.0)), 2.5 * trainApix)
-
-    train = project.newProtocol(
-        ProtCryoStarTrainAtom, boxSize=args.box,
-        numEpochs=args.epochs, zDim=4, lowPass=round(lowPass, 1), numClusters=6, numPcs=2,
-        numPoints=8, doCheckInputs=False, numberOfThreads=args.threads, **gpu)
+    # every other setting as the form offers it (= the command line's defaults: box and
+    # low-pass chosen by the engine)
+    train = project.newProtocol(ProtCryoStarTrainAtom, numEpochs=args.epochs,
+                                numberOfThreads=args.threads, **gpu)
     train.inputParticles.set(imp)
     train.inputParticles.setExtended("outputParticles")
     train.inputAtomStruct.set(pdb)
     train.inputAtomStruct.setExtended("outputPdb")
-    _launch(project, train, f"train atom generator ({args.epochs:g} epochs, box {args.box}, "
-                            f"low-pass {lowPass:.1f} Å from check inputs)")
+    _launch(project, train, f"train atom generator ({args.epochs:g} epochs)", follow=True)
 
     analyze = project.newProtocol(ProtCryoStarAnalyze, numClusters=4, numPcs=2, numPoints=8)
     analyze.inputTraining.set(train)
@@ -121,30 +164,66 @@ def runDemo(args):
 
     density = None
     if not args.no_density:
-        density = project.newProtocol(ProtCryoStarTrainDensity,
-                                      boxSize=args.box, numEpochs=args.density_epochs,
-                                      hidden=args.density_width, residualLayers=2,
-                                      batchSize=32, numClusters=4, numPcs=2, numPoints=8,
+        density = project.newProtocol(ProtCryoStarTrainDensity, numEpochs=args.density_epochs,
+                                      hidden=args.density_width,
                                       numberOfThreads=args.threads, **gpu)
         density.inputParticles.set(train)
         density.inputParticles.setExtended("Particles")
-        _launch(project, density, "train density generator")
+        _launch(project, density, f"train density generator ({args.density_epochs} epochs)",
+                follow=True)
 
     subset = project.newProtocol(ProtCryoStarSubset, doPerCluster=True)
     subset.inputAnalysis.set(analyze)
     _launch(project, subset, "particles subset (one set per state)")
 
     figures = writeAllFigures(project, [train, analyze] + ([density] if density else []))
-    z = np.array([p.getZFlex() for p in train.Particles.iterItems(orderBy="id")])
-    truth = np.load(TRUTH).astype(float)
-    zc = z - z.mean(0)
-    pc1 = zc @ np.linalg.svd(zc, full_matrices=False)[2][0]
-    corr = abs(np.corrcoef(pc1, truth)[0, 1])
     return dict(project=project, train=train, analyze=analyze, density=density, subset=subset,
-                figures=figures, corr=corr, lowPass=lowPass)
+                figures=figures, corr=pc1Correlation(train, analyze))
+
+
+def pc1Correlation(train, analyze):
+    """|corr(PC1 score, true conformation)| over the particles: the engine's PC scores of the
+    analysis, the simulation's ground truth (``gt_frame.npy``, one value per row of the bundled
+    star, whose row i Scipion imported as particle id i + 1)."""
+    import numpy as np
+
+    from cryostar_plugin.viewers.plots import enginePca, latentTable
+
+    folder = analyze.getAnalysisDir()
+    table = latentTable(train.Particles, train._enginePath("particlesStar"), folder)
+    scores, _ = enginePca(table, folder)
+    truth = np.load(TRUTH).astype(float)[table.ids - 1]
+    return abs(np.corrcoef(scores[:, 0], truth)[0, 1])
+
+
+def guiCommand(projectName, env=None):
+    """The shell command that opens ``projectName`` in Scipion's project window with this
+    Python and the Scipion variables of ``env`` (default: this process').
+
+    ``pw_project`` re-launches itself through the ``scipion`` launcher (scipion-app) unless
+    Python runs optimised, so the command runs it with ``-O``; no launcher is needed.
+    """
+    env = os.environ if env is None else env
+    names = ("SCIPION_DOMAIN", "SCIPION_HOME", "SCIPION_HOSTS", "SCIPION_USER_DATA",
+             "SCIPION_PYTHON", "SCIPION_NOTIFY")
+    assign = " ".join(f"{n}={shlex.quote(env[n])}" for n in names if n in env)
+    return f"{assign} {shlex.quote(sys.executable)} -O -m pyworkflow.apps.pw_project " \
+           f"{shlex.quote(projectName)}"
+
+
+def writeGuiScript(out, projectName):
+    """``OUT/open_gui.sh``: the GUI command as a script; returns its path."""
+    path = os.path.join(out, "open_gui.sh")
+    with open(path, "w") as f:
+        f.write("#!/bin/sh\n# Opens the demo project in the Scipion GUI (needs a display).\n")
+        f.write(f"exec env {guiCommand(projectName)} \"$@\"\n")
+    os.chmod(path, 0o755)
+    return path
 
 
 def _report(r, out, seconds):
+    from cryostar_plugin.outputs import readAnalysisManifest
+
     project, train, analyze, subset = r["project"], r["train"], r["analyze"], r["subset"]
     p = print
     p("")
@@ -153,21 +232,31 @@ def _report(r, out, seconds):
     p(f"|correlation(PC1 of z, true AdK conformation)| = {r['corr']:.2f} "
       "(1 = the latent space orders the particles by the hidden motion)")
     p(f"\nProject:      {project.getPath()}")
+    p(f"Training box: {train.getRunManifest().get('box_px')} px")
+    lowPass = train.getRunManifest().get("low_pass") or {}
+    if lowPass:
+        p(f"Training low-pass: {lowPass.get('A')} Å ({lowPass.get('source')})")
     for prot in (train, analyze):
         p(f"\n{prot.getObjLabel()} ({prot.getRunName()}):")
         for line in prot.summary():
             p(f"  {line}")
-        p(f"  models (k-means centres): {os.path.abspath(prot._getExtraPath('models'))}/kmeans_*.pdb")
-        p(f"  models (PC trajectories): {os.path.abspath(prot._getExtraPath('models'))}/pca_*.pdb")
-        p(f"  ChimeraX:                 chimerax {os.path.abspath(prot._getExtraPath('models', 'kmeans.cxc'))}")
-        p(f"                            chimerax {os.path.abspath(prot._getExtraPath('models', 'trajectories.cxc'))}")
+        folder = os.path.abspath(prot.getAnalysisDir())
+        man = readAnalysisManifest(folder)
+        for name, files in (man.get("series") or {}).items():
+            p(f"  {name}: {len(files)} models, {os.path.join(folder, os.path.dirname(files[0]))}")
+        for name, cxc in (man.get("cxc") or {}).items():
+            p(f"  ChimeraX ({name}): chimerax {os.path.join(folder, cxc)}")
     if r["density"] is not None:
         d = r["density"]
         p(f"\n{d.getObjLabel()} ({d.getRunName()}):")
         for line in d.summary():
             p(f"  {line}")
-        p(f"  maps:     {d.getRunDir()}/vol_*.mrc (Volumes output)")
-        p(f"  ChimeraX: chimerax {d.getChimeraScript()}")
+        man = d.getRunManifest()
+        runDir = os.path.abspath(d.getRunDir())
+        for name, files in (man.get("series") or {}).items():
+            p(f"  {name}: {len(files)} maps, {os.path.join(runDir, files[0])} …")
+        for name, cxc in (man.get("cxc") or {}).items():
+            p(f"  ChimeraX ({name}): chimerax {os.path.join(runDir, cxc)}")
     else:
         p("\n(train density generator: skipped)")
     p(f"\n{subset.getObjLabel()}:")
@@ -176,12 +265,10 @@ def _report(r, out, seconds):
     p("\nFigures:")
     for path in r["figures"]:
         p(f"  {path}")
-    p("\nOpen the project in the Scipion GUI:")
-    p(f"  Scipion's project manager → 'Import project' → {project.getPath()}")
-    p(f"  or, with a display, in this environment:")
-    p(f"  SCIPION_USER_DATA={os.path.abspath(out)} SCIPION_DOMAIN=pwem "
-      f"SCIPION_HOSTS={os.environ['SCIPION_HOSTS']} \\")
-    p(f"    {sys.executable} -m pyworkflow.apps.pw_project {PROJECT}")
+    p("\nOpen the project in the Scipion GUI (needs a display):")
+    p(f"  {writeGuiScript(out, PROJECT)}")
+    p("  which runs:")
+    p(f"  {guiCommand(PROJECT)}")
     p("=" * 78)
 
 
