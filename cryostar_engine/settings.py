@@ -13,7 +13,7 @@ one source the engine
   each config's ``__post_init__``, i.e. before any file is read or folder made);
 * publishes the settings as JSON (:func:`settings_json`, ``--settings-json``).
 
-Fields marked ``test_hook`` exist for the tests only (simulated kills, non-finite losses, broken
+Fields declared with :func:`hook_for_tests` exist for the tests only (simulated kills, non-finite losses, broken
 conventions): they are neither flags nor listed in the JSON.  Tests set them through the library
 or, for a subprocess, through the environment variables of :data:`TEST_HOOKS_ENV`
 (``CRYOSTAR_TEST_STOP_AFTER_STEPS``, ``CRYOSTAR_TEST_NAN_AT_STEP``).
@@ -32,8 +32,9 @@ from dataclasses import MISSING, field, fields
 
 from .errors import InputError
 
-__all__ = ["StageConfig", "setting", "test_hook", "validate_settings", "settings_json", "user_fields",
-           "flag_of", "range_text", "config_from_dict", "apply_test_hooks", "TEST_HOOKS_ENV", "KIND_NAMES"]
+__all__ = ["StageConfig", "setting", "hook_for_tests", "validate_settings", "settings_json",
+           "user_fields", "flag_of", "range_text", "config_from_dict", "apply_test_hooks",
+           "TEST_HOOKS_ENV", "KIND_NAMES"]
 
 # environment variable → the test-hook field it sets (the first that the config has)
 TEST_HOOKS_ENV = {"CRYOSTAR_TEST_STOP_AFTER_STEPS": ("stop_after_steps", "debug_stop_after_steps"),
@@ -70,7 +71,7 @@ def setting(default=MISSING, help: str = "", *, unit: str | None = None, choices
     return field(default=default, metadata=meta)
 
 
-def test_hook(default=None, help: str = ""):
+def hook_for_tests(default=None, help: str = ""):
     """A field for the tests only: not a flag, not in ``--settings-json``, never range-checked
     beyond its own type."""
     return field(default=default, metadata={"help": help, "test_hook": True})

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import Q0_DEFAULT_TEXT, StageConfig, config_from_dict, setting, test_hook
+from ..settings import Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests, setting
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs"]
 
@@ -158,8 +158,8 @@ class AtomConfig(StageConfig):
     skip_signal_check: bool = _s(False, "train even when the reference does not correlate with the "
                                         "particles")
     # tests only (not flags; see cryostar_engine.settings.TEST_HOOKS_ENV)
-    stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
-    debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
+    stop_after_steps: int | None = hook_for_tests(None, "stop (as if killed) after this many steps")
+    debug_nan_at_step: int | None = hook_for_tests(None, "make the loss of this step non-finite")
 
 
 ESSENTIAL = tuple(f.name for f in dataclasses.fields(AtomConfig) if f.metadata.get("essential"))

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import InputError
-from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, setting, test_hook,
+from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests, setting,
                         validate_settings)
 
 __all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
@@ -126,10 +126,10 @@ class DensityConfig(StageConfig):
     volume_chunk_points: int = _s(65536, "Fourier points evaluated at once when rendering a volume "
                                          "(less memory, same result)", **_AT_LEAST_1)
     # tests only: deliberately broken conventions and simulated failures (not flags)
-    debug_rotation: str = test_hook("RT", "'RT' (correct: k3 = Rᵀk2) or 'R' (wrong)")
-    debug_ctf_sign: float = test_hook(1.0, "+1 correct; -1 flips the CTF")
-    debug_stop_after_steps: int | None = test_hook(None, "stop (as if killed) after this many steps")
-    debug_nan_at_step: int | None = test_hook(None, "make the loss of this step non-finite")
+    debug_rotation: str = hook_for_tests("RT", "'RT' (correct: k3 = Rᵀk2) or 'R' (wrong)")
+    debug_ctf_sign: float = hook_for_tests(1.0, "+1 correct; -1 flips the CTF")
+    debug_stop_after_steps: int | None = hook_for_tests(None, "stop (as if killed) after this many steps")
+    debug_nan_at_step: int | None = hook_for_tests(None, "make the loss of this step non-finite")
 
     def validate(self) -> None:
         """Raise :class:`InputError` on values that cannot work (one line naming the flag)."""
