@@ -96,9 +96,18 @@ def _env(slow_save: float = 0.0) -> dict:
     return env
 
 
-def _cli(args, env=None, **kw) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, env=env or _env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, **kw)
+def _cli(args, env=None) -> subprocess.Popen:
+    """The CLI in a subprocess; its stderr goes to a temporary file (a pipe could fill up)."""
+    err = tempfile.TemporaryFile(mode="w+")
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, *args], cwd=REPO, env=env or _env(),
+                            stdout=subprocess.DEVNULL, stderr=err, text=True)
+    proc.errfile = err
+    return proc
+
+
+def _stderr(proc) -> str:
+    proc.errfile.seek(0)
+    return proc.errfile.read().strip()[-400:]
 
 
 def _run_to_end(args, watch: Path | None = None) -> float | None:
@@ -108,9 +117,9 @@ def _run_to_end(args, watch: Path | None = None) -> float | None:
         if appeared is None and (watch / "run.json").is_file():
             appeared = time.monotonic() - t0
         time.sleep(0.02)
-    _, err = proc.communicate()
+    proc.wait()
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(args[:1])} failed ({proc.returncode}): {err.strip()[-400:]}")
+        raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {_stderr(proc)}")
     return appeared
 
 
@@ -163,7 +172,14 @@ def kill_at_random(args, run: Path, after_folder_s: float, timeout: float = 600)
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
+    _check_exit(proc, args)
     return time.monotonic() - t0
+
+
+def _check_exit(proc: subprocess.Popen, args) -> None:
+    """A run that ended by itself must have succeeded (else the table would lie)."""
+    if proc.returncode not in (0, -signal.SIGKILL):
+        raise RuntimeError(f"{args[0]} failed by itself ({proc.returncode}): {_stderr(proc)}")
 
 
 def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -> float:
@@ -184,6 +200,7 @@ def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
         proc.wait()
+    _check_exit(proc, args)
     return time.monotonic() - t0
 
 
