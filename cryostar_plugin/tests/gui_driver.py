@@ -5,7 +5,8 @@
 
 Opens the project window; then, one after the other, the form of every CryoSTAR protocol (the
 train-atom form at the Normal and the Advanced expert level), every tab of each, and the
-viewer ('analyze results') of every finished CryoSTAR run with each of its buttons pressed.
+viewer ('analyze results') of the first finished run of each CryoSTAR protocol with each of
+its buttons pressed.
 After each step it looks at what is on screen:
 
 * a Python exception in a Tk callback, or a Scipion error dialog (``ExceptionDialog``), is a
@@ -264,9 +265,11 @@ class Robot:
                 yield from self.formSteps(cls, "Advanced")
             else:
                 yield from self.formSteps(cls)
-        runs = [p for p in self.project.getRuns() if p.getClassName().startswith("ProtCryoStar")
-                and p.isFinished()]
-        for prot in runs:
+        first = {}              # the first finished run of each CryoSTAR protocol
+        for prot in sorted(self.project.getRuns(), key=lambda p: p.getObjId()):
+            if prot.getClassName().startswith("ProtCryoStar") and prot.isFinished():
+                first.setdefault(prot.getClassName(), prot)
+        for prot in first.values():
             yield from self.viewerSteps(prot)
 
 
