@@ -481,6 +481,23 @@ OUT_IS_FILE = [
 ]
 
 
+# an --out of the wrong kind (a folder where a file is written, a file where a folder is): refused
+# before any work, the existing file or folder untouched
+WRONG_OUT = [
+    ("analyze:out-is-file", "file", lambda env, d: analyze(env, d), "exists and is not a folder"),
+    ("eval-density:out-is-file", "file", lambda env, d: [
+        "eval-density", "--run", str(env.density_run), "--z", str(env.z), "--device", "cpu",
+        "--out", str(d / "out")], "exists and is not a folder"),
+    ("eval-atom:out-is-folder", "folder", lambda env, d: [
+        "eval-atom", "--run", str(env.atom_run), "--z", str(latent(np.zeros((2, ATOM_ZDIM), np.float32))(env, d)),
+        "--out", str(d / "out")], "is a folder; --out names the output file"),
+    ("export-subset:out-is-folder", "folder", lambda env, d: [
+        "export-subset", "--particles", str(env.star), "--indices",
+        str(latent(np.array([0, 1]))(env, d)), "--out", str(d / "out")],
+     "is a folder; --out names the output file"),
+]
+
+
 def _run(argv, capsys):
     status = main([str(a) for a in argv])
     err = capsys.readouterr().err
@@ -530,7 +547,7 @@ def test_out_naming_a_file_is_refused_before_any_work(env, tmp_path, capsys, cas
 
 
 def test_matrix_is_large_enough():
-    assert len(CASES) + len(OUT_IS_FILE) >= 80
+    assert len(CASES) + len(OUT_IS_FILE) + len(WRONG_OUT) >= 80
 
 
 # --- suspicious but usable: accepted, with one note each ----------------------------------------
@@ -598,3 +615,19 @@ def test_a_diverging_run_ends_in_one_line_and_leaves_no_folder(env, tmp_path, ca
                           "row; lower --lr")
     assert f"{tmp_path / 'out'} was removed" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case_id, kind, build, fragment", WRONG_OUT, ids=[c[0] for c in WRONG_OUT])
+def test_out_of_the_wrong_kind_is_refused_and_left_untouched(env, tmp_path, capsys, case_id, kind,
+                                                             build, fragment):
+    out = tmp_path / "out"
+    if kind == "file":
+        out.write_text("precious\n")
+    else:
+        out.mkdir()
+        (out / "keep.txt").write_text("precious\n")
+    status, err = _run(build(env, tmp_path), capsys)
+    assert status == 2
+    _assert_one_line(err, fragment)
+    assert (out.read_text() if kind == "file" else (out / "keep.txt").read_text()) == "precious\n"
+    assert kind == "file" or sorted(p.name for p in out.iterdir()) == ["keep.txt"]
