@@ -95,7 +95,7 @@ def test_residue_centres_fit_independently_simulated_particles_better():
 
 
 def test_unknown_bead_centre_is_refused(tmp_path):
-    cfg = AtomConfig(particles=str(ASTIG_STAR), model=str(ADK_REF), out=str(tmp_path / "r"),
-                     bead_centre="side-chain")
+    """Refused when the config is built, before any input is read."""
     with pytest.raises(InputError, match="--bead-centre 'side-chain'"):
-        load_atom_inputs(cfg)
+        AtomConfig(particles=str(ASTIG_STAR), model=str(ADK_REF), out=str(tmp_path / "r"),
+                   bead_centre="side-chain")
