@@ -150,8 +150,10 @@ def kill_state(run: Path) -> str:
         return "before the run folder"
     if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "finished":
         return "after the end"
-    if any(p.name.endswith(".tmp") for p in (run / "checkpoints").glob(".*")):
+    if _half_written(run / "checkpoints"):
         return "checkpoint half-written"
+    if any((run / "checkpoints").glob(".*.tmp")):
+        return "checkpoint write begun"
     return "between steps"
 
 
@@ -182,14 +184,28 @@ def _check_exit(proc: subprocess.Popen, args) -> None:
         raise RuntimeError(f"{args[0]} failed by itself ({proc.returncode}): {_stderr(proc)}")
 
 
+def _half_written(folder: Path) -> set:
+    """Names of temporary checkpoint files that hold some bytes (the first half)."""
+    if not folder.is_dir():
+        return set()
+    names = set()
+    for p in folder.glob(".*.tmp"):
+        try:
+            if p.stat().st_size > 0:
+                names.add(p.name)
+        except FileNotFoundError:       # renamed meanwhile
+            pass
+    return names
+
+
 def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -> float:
-    """Kill when the (skip+1)-th half-written checkpoint appears; return seconds from start."""
+    """Kill while the (skip+1)-th checkpoint is half written (its temporary file holds the first
+    half and the writer pauses for 0.5 s); return the seconds from start to the kill."""
     proc = _cli(args, env=_env(slow_save=0.5))
     t0, seen, folder = time.monotonic(), set(), run / "checkpoints"
     try:
         while proc.poll() is None and time.monotonic() - t0 < timeout:
-            temps = {p.name for p in folder.glob(".*.tmp")} if folder.is_dir() else set()
-            new = temps - seen
+            new = _half_written(folder) - seen
             if new:
                 seen |= new
                 if len(seen) > skip:
