@@ -512,8 +512,7 @@ def _assert_one_line(err: str, fragment: str) -> None:
 
 
 # case id -> why it cannot pass yet (strict xfail: the mark must go when the fix lands)
-PENDING = {c: "analysis/subset._load_array: an empty file raises EOFError (H2, status.md)"
-           for c in ("export-subset:labels-empty-file", "export-subset:indices-empty-file")}
+PENDING: dict = {}
 
 
 def _cases():
