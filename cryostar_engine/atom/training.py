@@ -232,6 +232,8 @@ def train_atom(cfg: AtomConfig) -> dict:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         p.ctx = ctx
         run_dir, log = _open_run(cfg, p, ctx)
+        for note in [*p.inputs.meta.notes, *p.inputs.reference.beads.notes] if ctx.is_main else []:
+            log.warning("note: %s", note)          # accepted inputs with a caveat reach run.log
         if cfg.decoder_init == "fit" and not list_checkpoints(run_dir):
             # before DDP wraps the model: its construction gives every rank rank 0's weights
             fit_reference(p.model, p.forward, p.inputs.dataset, p.scale, cfg.batch, cfg.seed, device, log=log)

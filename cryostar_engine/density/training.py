@@ -238,6 +238,8 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
             raise InputError(f"--batch {config.batch} is smaller than the number of "
                              f"processes ({ctx.world_size})")
         run_dir, log = _open_run(config, out, resume, overwrite, ctx, device)
+        for note in inputs.meta.notes if ctx.is_main else []:
+            log.warning("note: %s", note)          # accepted inputs with a caveat reach run.log
         configure_cpu(config.threads)
         seed_everything(config.seed)
         trainer = DensityTrainer(config, inputs, run_dir, log, device=device, ctx=ctx)
