@@ -34,6 +34,7 @@ from .errors import InputError
 
 __all__ = ["StageConfig", "setting", "hook_for_tests", "validate_settings", "settings_json",
            "user_fields", "flag_of", "range_text", "config_from_dict", "apply_test_hooks",
+           "refuse_changes_on_resume",
            "TEST_HOOKS_ENV", "KIND_NAMES"]
 
 # environment variable → the test-hook field it sets (the first that the config has)
@@ -299,6 +300,25 @@ def config_from_dict(cls, data: dict, source: str, hint: str | None = None):
         return cls(**data)
     except TypeError as err:        # a required field is missing
         raise InputError(f"{source}: {err}") from None
+
+
+# settings that name files or the run itself: a resumed run may be given them anew (a copied
+# run folder, a re-converted star file) without a check
+RUN_LOCATIONS = ("particles", "model", "map", "datadir", "z_path", "out", "resume", "overwrite")
+
+
+def refuse_changes_on_resume(given: dict, saved, may_change, source: str) -> None:
+    """On ``--resume`` the run's saved settings rule.  A setting given on the command line that
+    differs from the saved one is refused in one line unless it is one of ``may_change`` (or of
+    :data:`RUN_LOCATIONS`): it would otherwise be silently ignored."""
+    free = set(may_change) | set(RUN_LOCATIONS)
+    for f in user_fields(type(saved)):
+        if f.name not in given or f.name in free or given[f.name] == getattr(saved, f.name):
+            continue
+        allowed = ", ".join(flag_of(g) for g in user_fields(type(saved)) if g.name in may_change)
+        raise InputError(f"{flag_of(f)} {_fmt(given[f.name])} differs from the run being resumed "
+                         f"({_fmt(getattr(saved, f.name))} in {source}); on --resume only "
+                         f"{allowed} may change: start a new run to change {flag_of(f)}")
 
 
 def apply_test_hooks(cfg):

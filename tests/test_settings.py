@@ -273,6 +273,17 @@ def test_a_config_of_the_other_stage_is_refused_in_one_line(tmp_path, capsys):
     assert not [p for p in tmp_path.iterdir() if p.name in ("a", "b", "c", "d.pdb")]
 
 
+def test_a_setting_that_cannot_change_on_resume_is_refused_not_ignored(tmp_path, capsys):
+    atom, density = _atom_run(tmp_path / "atom"), _density_run(tmp_path / "density")
+    before = {p: p.read_bytes() for p in [*atom.iterdir(), *density.iterdir()]}
+    _refused(["train-atom", "--out", str(atom), "--resume", "--zdim", "4"], capsys,
+             f"--zdim 4 differs from the run being resumed (8 in {atom}/config.json); on --resume "
+             "only --epochs, --device, --checkpoint-every")
+    _refused(["train-density", "--out", str(density), "--resume", "--hidden", "64", "--epochs", "30"],
+             capsys, "--hidden 64 differs from the run being resumed (1024 in")
+    assert {p: p.read_bytes() for p in [*atom.iterdir(), *density.iterdir()]} == before
+
+
 def test_schema_1_density_configs_still_load():
     old = {**dataclasses.asdict(DensityConfig(particles="p", z_path="z")), "schema_version": 1}
     old.pop("batch")

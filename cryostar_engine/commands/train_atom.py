@@ -14,13 +14,15 @@ Example usage
   torchrun --standalone --nproc_per_node=4 -m cryostar_engine train-atom ...   # 4 GPUs (DDP)
 """
 import os
+from pathlib import Path
 
-from ..atom.config import AtomConfig, load_config_file
-from ..atom.training import train_atom
+from ..atom.config import AtomConfig, load_config_file, read_run_config
+from ..atom.training import INVOCATION_FIELDS, RESUMABLE_FIELDS, train_atom
 from ..errors import InputError
-from ..settings import apply_test_hooks
+from ..settings import apply_test_hooks, refuse_changes_on_resume
 from ..train.rundir import discard_on_failure
-from ._dataclass_args import add_settings_args, dataclass_from_args, print_settings_json
+from ._dataclass_args import (add_settings_args, dataclass_from_args, given_settings,
+                              print_settings_json)
 
 
 def add_args(p):
@@ -35,6 +37,9 @@ def main(args):
     cfg = apply_test_hooks(dataclass_from_args(AtomConfig, args, base))
     if not cfg.out:
         raise InputError("--out is required: the folder of the run")
+    if cfg.resume and (Path(cfg.out) / "config.json").is_file():
+        refuse_changes_on_resume({**base, **given_settings(AtomConfig, args)}, read_run_config(cfg.out),
+                                 RESUMABLE_FIELDS + INVOCATION_FIELDS, f"{cfg.out}/config.json")
     with discard_on_failure(cfg.out, keep=cfg.resume):     # a failed start leaves nothing behind
         manifest = train_atom(cfg)
     if os.environ.get("RANK", "0") == "0":

@@ -23,7 +23,7 @@ from pathlib import Path
 from ..density import DensityConfig, resume_config, train_density
 from ..density.config import RESUMABLE_FIELDS, DensityRunOptions, load_density_config_file
 from ..errors import InputError
-from ..settings import apply_test_hooks
+from ..settings import apply_test_hooks, refuse_changes_on_resume
 from ..train.rundir import discard_on_failure
 from ._dataclass_args import add_settings_args, given_settings, print_settings_json
 
@@ -39,6 +39,7 @@ def _config(args, run: DensityRunOptions) -> DensityConfig:
     given = given_settings(DensityConfig, args)
     if run.resume:
         saved = resume_config(run.out)
+        refuse_changes_on_resume(given, saved, RESUMABLE_FIELDS, f"{run.out}/config.json")
         return saved.replace(**{k: v for k, v in given.items() if k in RESUMABLE_FIELDS})
     values = {**(load_density_config_file(args.config) if args.config else {}), **given}
     if not values.get("particles") or not values.get("z_path"):
