@@ -52,12 +52,10 @@ def _defaults_from_cli(command) -> dict:
     args = build_parser().parse_args([command])
     if command == "train-atom":
         cfg = dataclass_from_args(AtomConfig, args, {"particles": "p", "model": "m", "out": "o"})
-    else:
-        args.particles, args.z_path, args.config = "p", "z", None
-        cfg = train_density_cmd._config(args, DensityRunOptions(out="o"))
-        cfg = {**dataclasses.asdict(cfg), **dataclasses.asdict(DensityRunOptions(out="o"))}
-        return cfg
-    return dataclasses.asdict(cfg)
+        return dataclasses.asdict(cfg)
+    args.particles, args.z_path, args.config = "p", "z", None
+    run = DensityRunOptions(out="o")
+    return {**dataclasses.asdict(train_density_cmd._config(args, run)), **dataclasses.asdict(run)}
 
 
 @pytest.mark.parametrize("command", ["train-atom", "train-density"])
@@ -213,6 +211,20 @@ def test_a_config_file_is_checked_like_the_flags(tmp_path, capsys):
                  str(settings), "--out", str(out)]) == 2
     assert capsys.readouterr().err.strip() == "cryostar-engine: error: --batch must be ≥ 1, got 0"
     assert not out.exists()
+
+
+def test_subprocess_tests_set_the_hooks_through_the_environment(monkeypatch):
+    from cryostar_engine.settings import apply_test_hooks
+    atom, density = AtomConfig(), DensityConfig(particles="p", z_path="z")
+    assert apply_test_hooks(atom) == atom                       # nothing set: unchanged
+    monkeypatch.setenv("CRYOSTAR_TEST_STOP_AFTER_STEPS", "6")
+    monkeypatch.setenv("CRYOSTAR_TEST_NAN_AT_STEP", "3")
+    assert (apply_test_hooks(atom).stop_after_steps, apply_test_hooks(atom).debug_nan_at_step) == (6, 3)
+    hooked = apply_test_hooks(density)
+    assert (hooked.debug_stop_after_steps, hooked.debug_nan_at_step) == (6, 3)
+    monkeypatch.setenv("CRYOSTAR_TEST_STOP_AFTER_STEPS", "six")
+    with pytest.raises(InputError, match="CRYOSTAR_TEST_STOP_AFTER_STEPS must be a step number"):
+        apply_test_hooks(atom)
 
 
 @pytest.mark.parametrize("command", ["train-atom", "train-density"])
