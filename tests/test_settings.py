@@ -290,7 +290,7 @@ def test_a_setting_that_cannot_change_on_resume_is_refused_not_ignored(tmp_path,
     before = {p: p.read_bytes() for p in [*atom.iterdir(), *density.iterdir()]}
     _refused(["train-atom", "--out", str(atom), "--resume", "--zdim", "4"], capsys,
              f"--zdim 4 differs from the run being resumed (8 in {atom}/config.json); on --resume "
-             "only --epochs, --device, --checkpoint-every")
+             "only --epochs, --device, --checkpoint-every, --keep-checkpoints")
     _refused(["train-density", "--out", str(density), "--resume", "--hidden", "64", "--epochs", "30"],
              capsys, "--hidden 64 differs from the run being resumed (1024 in")
     assert {p: p.read_bytes() for p in [*atom.iterdir(), *density.iterdir()]} == before

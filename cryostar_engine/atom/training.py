@@ -44,8 +44,8 @@ from .step import (AtomStepSetup, LossSettings, atom_losses, fp16_loss_scaler, r
 __all__ = ["train_atom", "batch_rows", "RESUMABLE_FIELDS", "INVOCATION_FIELDS"]
 
 # Settings a resumed run may change when given; all others come from the run's config.json.
-RESUMABLE_FIELDS = ("epochs", "threads", "checkpoint_every", "eval_every_epochs", "max_cache_gb",
-                    "precision", "micro_batches", "compile")
+RESUMABLE_FIELDS = ("epochs", "threads", "checkpoint_every", "keep_checkpoints", "eval_every_epochs",
+                    "max_cache_gb", "precision", "micro_batches", "compile")
 # Settings of one invocation only: never inherited from the run being resumed.
 INVOCATION_FIELDS = ("device", "stop_after_steps", "max_minutes", "debug_nan_at_step")
 
