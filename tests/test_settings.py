@@ -156,9 +156,12 @@ CASES = ([("train-atom", *c) for c in ATOM_CASES] + [("train-density", *c) for c
 
 
 def _required(command, tmp_path) -> list:
+    """Input flags naming files that do not exist: a check that ran after reading any input
+    would report the missing file instead of the option."""
+    missing = tmp_path / "missing"
     if command == "train-atom":
-        return ["--particles", str(ADK_STAR), "--model", str(ADK_REF)]
-    return ["--particles", str(ADK_STAR), "--z", str(tmp_path / "z.npy")]   # never read
+        return ["--particles", f"{missing}.star", "--model", f"{missing}.pdb"]
+    return ["--particles", f"{missing}.star", "--z", f"{missing}.npy"]
 
 
 def test_the_matrix_is_large_enough():
