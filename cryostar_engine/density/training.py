@@ -52,7 +52,7 @@ __all__ = ["TrainState", "DensityTrainer", "train_density", "resume_config"]
 
 
 
-def resume_config(out, epochs: int | None = None) -> DensityConfig:
+def resume_config(out, epochs: float | None = None) -> DensityConfig:
     """The saved config of the run in ``out`` (``epochs`` may be raised to train longer).
 
     A ``debug_stop_after_steps`` or ``max_minutes`` of the saved run (limits of one invocation)
