@@ -4,9 +4,9 @@ For each stage (1: train-atom, 2: train-density) the script
 1. trains once without interruption (CPU, one thread, fixed seed) and keeps the final z (stage 1)
    or the final weights (stage 2);
 2. N times: starts the same training in a subprocess and kills it with SIGKILL either at a random
-   time into its training (counted from when its run folder appears, drawn uniformly over 95 %
-   of the uninterrupted run's training time; a kill that comes after a faster run's end is
-   drawn again), or — every ``--write-every``-th point — in the
+   point of its training (a random stretch of the uninterrupted run's timeline — run folder →
+   first checkpoint → … → last checkpoint — and a random time into it, counted from when that
+   stretch begins in the killed run, so a slower or faster machine moves nothing), or — every ``--write-every``-th point — in the
    middle of a checkpoint write (the subprocess's ``torch.save`` writes half the file, pauses,
    then finishes: the kill lands while the temporary file is half written);
 3. continues the killed run with ``--resume`` (or starts it again when it was killed before its
@@ -25,7 +25,6 @@ import argparse
 import json
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
@@ -81,6 +80,7 @@ class KillPoint:
     stage: int
     index: int
     mode: str            # "random" or "checkpoint write"
+    where: str           # when: "<what appeared> + <delay> s" or the checkpoint being written
     at_s: float          # seconds after start
     state: str           # what the kill interrupted
     resumed_from: int | None
@@ -110,17 +110,27 @@ def _stderr(proc) -> str:
     return proc.errfile.read().strip()[-400:]
 
 
-def _run_to_end(args, watch: Path | None = None) -> float | None:
-    """Run to the end; with ``watch``, return when ``watch/run.json`` appeared (s after start)."""
-    proc, t0, appeared = _cli(args), time.monotonic(), None
+def _timeline(run: Path) -> list[str]:
+    """What has appeared in ``run`` so far: ``"run.json"`` then checkpoint names, in order."""
+    seen = ["run.json"] if (run / "run.json").is_file() else []
+    folder = run / "checkpoints"
+    if seen and folder.is_dir():
+        seen += sorted(p.name for p in folder.glob("step_*.pt"))
+    return seen
+
+
+def _run_to_end(args, watch: Path | None = None) -> list[tuple[str, float]]:
+    """Run to the end; with ``watch``, return when ``run.json`` and each checkpoint of that run
+    folder first appeared, as ``(name, seconds after start)``."""
+    proc, t0, events = _cli(args), time.monotonic(), {}
     while watch is not None and proc.poll() is None:
-        if appeared is None and (watch / "run.json").is_file():
-            appeared = time.monotonic() - t0
-        time.sleep(0.02)
+        for name in _timeline(watch):
+            events.setdefault(name, time.monotonic() - t0)
+        time.sleep(0.01)
     proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"{args[0]} failed ({proc.returncode}): {_stderr(proc)}")
-    return appeared
+    return sorted(events.items(), key=lambda kv: kv[1])
 
 
 def stage_args(stage: int, out: Path, z_path: Path | None, base=None) -> list[str]:
@@ -157,19 +167,19 @@ def kill_state(run: Path) -> str:
     return "between steps"
 
 
-def kill_at_random(args, run: Path, after_folder_s: float, timeout: float = 600) -> float:
-    """Kill ``after_folder_s`` seconds after ``run/run.json`` appeared (training has started);
-    return the seconds from start to the kill (or to the end, when it finished first)."""
-    proc, t0, t_folder = _cli(args), time.monotonic(), None
+def kill_at_random(args, run: Path, after: str, delay_s: float, timeout: float = 600) -> float:
+    """Kill ``delay_s`` seconds after ``after`` (``"run.json"`` or a checkpoint's name) appeared in
+    ``run``; return the seconds from start to the kill (or to the end, when it finished first)."""
+    proc, t0, t_seen = _cli(args), time.monotonic(), None
     try:
         while proc.poll() is None and time.monotonic() - t0 < timeout:
             now = time.monotonic()
-            if t_folder is None and (run / "run.json").is_file():
-                t_folder = now
-            if t_folder is not None and now - t_folder >= after_folder_s:
+            if t_seen is None and after in _timeline(run):
+                t_seen = now
+            if t_seen is not None and now - t_seen >= delay_s:
                 proc.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.01)
+            time.sleep(0.005)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -237,37 +247,40 @@ def run_stage(stage: int, kills: int, work: Path, rng: random.Random, write_ever
               z_path: Path | None, log) -> list[KillPoint]:
     reference = work / f"stage{stage}_uninterrupted"
     t0 = time.monotonic()
-    t_folder = _run_to_end(stage_args(stage, reference, z_path), watch=reference) or 0.0
+    events = _run_to_end(stage_args(stage, reference, z_path), watch=reference)
     duration = time.monotonic() - t0
     truth = final_result(stage, reference)
-    log(f"stage {stage}: uninterrupted run {duration:.1f} s, its run folder after {t_folder:.1f} s")
+    # training segments of the uninterrupted run: run folder → 1st checkpoint → 2nd → … → last
+    segments = [(a, tb - ta) for (a, ta), (_, tb) in zip(events, events[1:])]
+    log(f"stage {stage}: uninterrupted run {duration:.1f} s, run folder after {events[0][1]:.1f} s, "
+        f"{len(events) - 1} checkpoints")
     points = []
     for i in range(kills):
         run = work / f"stage{stage}_kill{i:02d}"
         args = stage_args(stage, run, z_path)
         if write_every and i % write_every == write_every - 1:
-            mode = "checkpoint write"
-            at = kill_in_checkpoint_write(args, run, skip=rng.randrange(0, 4))
-        else:       # a random time into training (the uninterrupted run's training time)
-            mode, fraction = "random", rng.uniform(0.0, 0.95)
-            for _ in range(3):   # a kill that came after the end (a faster run) is drawn again
-                at = kill_at_random(args, run, fraction * (duration - t_folder))
-                if kill_state(run) != "after the end":
-                    break
-                shutil.rmtree(run)
-                fraction *= 0.5
+            mode, skip = "checkpoint write", rng.randrange(0, 4)
+            at = kill_in_checkpoint_write(args, run, skip=skip)
+            where = f"writing checkpoint #{skip + 1}"
+        else:       # a random segment, a random time into it
+            mode = "random"
+            after, length = rng.choice(segments)
+            delay = rng.uniform(0.0, length)
+            at = kill_at_random(args, run, after, delay)
+            where = f"{after.replace('.pt', '')} + {delay:.2f} s"
         state = kill_state(run)
         resumed = resume(stage, run, z_path)
         diff = max_diff(stage, truth, final_result(stage, run))
-        points.append(KillPoint(stage, i, mode, at, state, resumed, diff, diff <= 1e-5))
-        log(f"  kill {i:2d} ({mode}) at {at:5.1f} s, {state}; resumed from step "
+        points.append(KillPoint(stage, i, mode, where, at, state, resumed, diff, diff <= 1e-5))
+        log(f"  kill {i:2d} ({mode}: {where}) at {at:5.1f} s, {state}; resumed from step "
             f"{resumed if resumed is not None else '— (restarted)'}: max |diff| {diff:.2e}")
     return points
 
 
 def table(points: list[KillPoint], markdown: bool) -> str:
-    head = ["stage", "kill", "how", "at (s)", "interrupted", "resumed from step", "max |diff|", "equal"]
-    rows = [[str(p.stage), str(p.index), p.mode, f"{p.at_s:.1f}", p.state,
+    head = ["stage", "kill", "how", "when", "at (s)", "interrupted", "resumed from step",
+            "max abs diff", "equal"]
+    rows = [[str(p.stage), str(p.index), p.mode, p.where, f"{p.at_s:.1f}", p.state,
              "restarted" if p.resumed_from is None else str(p.resumed_from), f"{p.max_diff:.1e}",
              "yes" if p.ok else "NO"] for p in points]
     if markdown:
