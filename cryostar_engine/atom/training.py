@@ -253,7 +253,8 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
     n = len(p.inputs.dataset)
     total_steps = max(1, math.ceil(cfg.epochs * n / cfg.batch))
     noise_gen = torch.Generator(device=p.device).manual_seed(cfg.seed + 1)
-    state = load_latest_checkpoint(run_dir, map_location=p.device) if cfg.resume else None
+    state = (load_latest_checkpoint(run_dir, map_location=p.device, resuming=True)
+             if cfg.resume else None)
     if state is not None:
         p.model.load_state_dict(state["model"])
         p.optimizer.load_state_dict(state["optimizer"])

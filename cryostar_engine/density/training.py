@@ -243,7 +243,7 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
         configure_cpu(config.threads)
         seed_everything(config.seed)
         trainer = DensityTrainer(config, inputs, run_dir, log, device=device, ctx=ctx)
-        ckpt = load_latest_checkpoint(run_dir, map_location=device) if resume else None
+        ckpt = load_latest_checkpoint(run_dir, map_location=device, resuming=True) if resume else None
         if ckpt is not None:
             trainer.restore(ckpt)
             log.info("resumed at step %d, %d/%d images", trainer.state.step,
