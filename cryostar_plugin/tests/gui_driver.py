@@ -28,6 +28,7 @@ import tkinter as tk
 import traceback
 
 STEP_MS = 400          # pause after an action before looking at the screen
+EXTERNAL_MS = 6000     # time given to a viewer that runs as a program of its own
 REPORT = "report.json"
 
 
@@ -117,6 +118,13 @@ class Robot:
         box = (max(x, 0), max(y, 0), min(x + w, screen.width), min(y + h, screen.height))
         fname = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png"
         screen.crop(box).save(os.path.join(self.outDir, fname))
+        return fname
+
+    def shotScreen(self, name):
+        """The whole screen (windows of other processes included) as ``OUT/name.png``."""
+        from PIL import ImageGrab
+        fname = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) + ".png"
+        ImageGrab.grab(xdisplay=os.environ["DISPLAY"]).save(os.path.join(self.outDir, fname))
         return fname
 
     def _closeDialogs(self, step):
@@ -219,7 +227,7 @@ class Robot:
         viewers = pwem.Domain.findViewers(prot, DESKTOP_TKINTER)
         base = f"viewer_{prot.getClassName()}"
         if not viewers:
-            self.record(base, note="no viewer of its own (Scipion shows its outputs)")
+            yield from self.outputViewerSteps(prot, base)
             return
         viewer = viewers[0](project=self.project, protocol=prot, parent=self.window)
         yield lambda: viewer.visualize(prot, windows=self.window)   # blocks in its mainloop
@@ -247,6 +255,44 @@ class Robot:
         form.root.destroy()
         yield STEP_MS
 
+    def _newWindows(self, before):
+        """Toplevels (not dialogs) that appeared since ``before`` (a set of widget names)."""
+        from pyworkflow.gui.dialog import Dialog
+        return [w for w in self._toplevels() if str(w) not in before
+                and not isinstance(w, Dialog) and w.winfo_exists()]
+
+    def outputViewerSteps(self, prot, base):
+        """'Analyze results' on a run without a viewer of its own: Scipion opens the first
+        viewer of each output; something must appear."""
+        self.record(base, note="no viewer of its own: Scipion's viewers of its outputs")
+        before = {str(w) for w in self._toplevels()}
+        view = self.window.getViewWidget()
+        children = set(_children())
+        yield lambda: view._analyzeResults(prot, None)
+        yield STEP_MS
+        figures = self._closeFigures(base)
+        windows = self._newWindows(before)
+        shots = figures + [self.shot(w, f"{base}_window{i + 1}") for i, w in enumerate(windows)]
+        launched = [pid for pid in _children() if pid not in children]
+        if launched:            # a viewer program of its own (e.g. Scipion's metadata viewer)
+            yield EXTERNAL_MS
+            alive = [pid for pid in launched if _alive(pid)]
+            self.records[-1]["programs"] = [_cmdline(pid) for pid in launched]
+            if alive:
+                shots.append(self.shotScreen(f"{base}_screen"))
+            else:
+                self.problems.append(f"{base}: the viewer program(s) exited at once: "
+                                     f"{self.records[-1]['programs']}")
+            for pid in alive:
+                os.kill(pid, 15)
+        self.records[-1]["screenshots"] = shots
+        self._closeDialogs(base)
+        for w in windows:
+            w.destroy()
+        if not shots and not self.records[-1].get("dialogs"):
+            self.problems.append(f"{base}: 'Analyze results' showed nothing (silent failure)")
+        yield STEP_MS
+
     # ------------------------------------------------------------------ the run
     def steps(self):
         import pwem
@@ -271,6 +317,37 @@ class Robot:
                 first.setdefault(prot.getClassName(), prot)
         for prot in first.values():
             yield from self.viewerSteps(prot)
+
+
+def _children():
+    """Process ids whose parent is this process (programs a viewer launched)."""
+    me, out = str(os.getpid()), []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                out.append(int(entry))
+    return out
+
+
+def _alive(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace").strip()[:300]
+    except OSError:
+        return f"pid {pid}"
 
 
 def _descendants(widget):

@@ -119,7 +119,7 @@ class TestCryoStarGui(SharedChainTest):
                      "form_ProtCryoStarSubset"):
             self.assertIn(name, steps)
         # every button of every viewer was pressed and showed a figure or an explanation
-        for prot in (self.train, self.analyze, self.density):
+        for prot in (self.train, self.analyze, self.density, self.subset):
             base = f"viewer_{prot.getClassName()}"
             pressed = [s for s in steps if s.startswith(base + "_do")]
             self.assertGreaterEqual(len(pressed), 7, base)

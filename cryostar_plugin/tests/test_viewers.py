@@ -197,6 +197,17 @@ class TestCryoStarViewers(SharedChainTest):
         (plotter,) = viewer._showPcaScatter()
         self.assertEqual(len(plotter.getFigure().axes[0].collections), 3)
 
+    def test_subset_selection_on_the_scatter(self):
+        viewer = self._viewer(self.subset)
+        (plotter,) = viewer._showSelection()
+        ax = plotter.getFigure().axes[0]
+        outputs = {n: o.getSize() for n, o in self.subset.iterOutputAttributes()}
+        shown = {t.get_text().rsplit(" (", 1)[0]: len(c.get_offsets())
+                 for t, c in zip(ax.get_legend().get_texts(), ax.collections)}
+        shown.pop("not selected", None)
+        self.assertEqual(shown, outputs)                    # one colour per output set
+        self.assertTrue(isPng(viewer.getWrittenFiles()[-1]))
+
     def test_write_all_figures(self):
         paths = writeAllFigures(self.proj, [self.train, self.analyze, self.density])
         self.assertGreaterEqual(len(paths), 8)

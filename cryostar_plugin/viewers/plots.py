@@ -128,11 +128,14 @@ def _style(ax, title, xlabel, ylabel):
     ax.tick_params(labelsize=FONT - 1)
 
 
-def plotLatentScatter(path, xy, labels, xlabel, ylabel, title, band=None):
-    """Scatter of ``xy`` ``(N, 2)`` coloured by k-means state, the legend outside the axes;
-    PNG at ``path``; the plotter.
+def plotLatentScatter(path, xy, labels, xlabel, ylabel, title, band=None, names=None,
+                      legendTitle="k-means"):
+    """Scatter of ``xy`` ``(N, 2)`` coloured by ``labels`` ``(N,)`` (k-means states), the legend
+    outside the axes; PNG at ``path``; the plotter.
 
     ``band``: optional ``(low, high)`` range on the x axis, shaded (a PC range).
+    ``names``: optional ``{label: legend text}`` (default "state s"; -1: "no state"); points
+    labelled -1 are drawn grey, under the others.
     """
     import matplotlib.pyplot as plt
 
@@ -142,15 +145,17 @@ def plotLatentScatter(path, xy, labels, xlabel, ylabel, title, band=None):
     states = sorted(set(labels.tolist()))
     cmap = plt.get_cmap("tab10" if len(states) <= 10 else "tab20")
     size = float(np.clip(4000 / max(len(xy), 1), 2, 14))
-    for i, s in enumerate(states):
+    colours = iter(range(len(states)))
+    for s in states:
         sel = labels == s
-        name = f"state {s} ({sel.sum()})" if s >= 0 else f"no state ({sel.sum()})"
-        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, linewidths=0,
-                   color=cmap(i % cmap.N), label=name)
+        text = (names or {}).get(s, f"state {s}" if s >= 0 else "no state")
+        colour = "0.75" if s < 0 else cmap(next(colours) % cmap.N)
+        ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, linewidths=0, color=colour,
+                   label=f"{text} ({sel.sum()})", zorder=1 if s < 0 else 2)
     if band is not None:
         ax.axvspan(band[0], band[1], color="0.5", alpha=0.15, zorder=0,
                    label=f"range {band[0]:g} … {band[1]:g}")
-    ax.legend(fontsize=FONT - 1, markerscale=max(1.0, 30 / size) ** 0.5, title="k-means",
+    ax.legend(fontsize=FONT - 1, markerscale=max(1.0, 30 / size) ** 0.5, title=legendTitle,
               title_fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1.0),
               borderaxespad=0.0, frameon=False)
     return _save(plotter, path)

@@ -9,13 +9,15 @@ scatter plots the engine's ``pc_scores.npy``.
 """
 import os
 
+import numpy as np
 import pyworkflow.protocol.params as params
 from pwem.viewers import EmProtocolViewer
 from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
 from ..constants import PLUGIN_NAME
 from ..outputs import readAnalysisManifest
-from ..protocols import ProtCryoStarAnalyze, ProtCryoStarTrainAtom, ProtCryoStarTrainDensity
+from ..protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset, ProtCryoStarTrainAtom,
+                         ProtCryoStarTrainDensity)
 from . import gallery, plots
 from .chimerax import chimeraxView
 
@@ -32,7 +34,8 @@ class CryoStarViewer(EmProtocolViewer):
     particles of a PC range, UMAP), the engine's figures, training curves, structures and
     volumes in ChimeraX, and a slice gallery of the density generator's volumes."""
     _label = "analyze results"
-    _targets = [ProtCryoStarTrainAtom, ProtCryoStarAnalyze, ProtCryoStarTrainDensity]
+    _targets = [ProtCryoStarTrainAtom, ProtCryoStarAnalyze, ProtCryoStarTrainDensity,
+                ProtCryoStarSubset]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
     @classmethod
@@ -43,6 +46,9 @@ class CryoStarViewer(EmProtocolViewer):
     # --------------------------- form ------------------------------------------------------
     def _isDensity(self):
         return isinstance(self.protocol, ProtCryoStarTrainDensity)
+
+    def _isSubset(self):
+        return isinstance(self.protocol, ProtCryoStarSubset)
 
     def _defineParams(self, form):
         form.addSection(label="Latent space")
@@ -81,6 +87,12 @@ class CryoStarViewer(EmProtocolViewer):
                           label="Slice gallery of that series")
             form.addParam("doShowVolumeSeries", params.LabelParam,
                           label="All series in ChimeraX")
+        elif self._isSubset():
+            form.addSection(label="Subset")
+            form.addParam("doShowSelection", params.LabelParam,
+                          label="The selected particles on the PCA scatter",
+                          help="Each output set in its colour, the other particles grey; the "
+                               "axes are the PCs chosen in 'Latent space'.")
         else:
             form.addSection(label="Structures")
             form.addParam("pcTrajectory", params.IntParam, default=1,
@@ -98,6 +110,8 @@ class CryoStarViewer(EmProtocolViewer):
         if self._isDensity():
             d.update(doShowVolumeSlices=self._showVolumeSlices,
                      doShowVolumeSeries=self._showVolumeSeries)
+        elif self._isSubset():
+            d.update(doShowSelection=self._showSelection)
         else:
             d.update(doShowTrajectory=self._showTrajectory, doShowCentres=self._showCentres)
         return d
@@ -232,6 +246,32 @@ class CryoStarViewer(EmProtocolViewer):
                                         self._axisLabel(ratio, pc - 1),
                                         self._axisLabel(ratio, other - 1), title,
                                         band=(low, high))]
+
+    def _showSelection(self, paramName=None):
+        """The subset's output sets on the PCA scatter (particle ids of each output)."""
+        table, scores, ratio = self._pca()
+        if table is None:
+            return [scores]
+        x, y = self.pcX.get(), self.pcY.get()
+        bad = self._checkPcs(scores.shape[1], x, y)
+        if bad:
+            return [bad]
+        labels = np.full(len(table.ids), -1, dtype=np.int64)
+        names = {-1: "not selected"}
+        outputs = [(n, o) for n, o in self.protocol.iterOutputAttributes()
+                   if hasattr(o, "getIdSet")]
+        for i, (name, out) in enumerate(outputs):
+            labels[np.isin(table.ids, list(out.getIdSet()))] = i
+            names[i] = name
+        if not outputs:
+            return [self.errorMessage("The subset has no output yet (has it finished?).",
+                                      "No subset")]
+        title = f"{(labels >= 0).sum()} of {len(table.ids)} particles selected"
+        return [plots.plotLatentScatter(self._path(f"subset_{x}_{y}.png"),
+                                        scores[:, [x - 1, y - 1]], labels,
+                                        self._axisLabel(ratio, x - 1),
+                                        self._axisLabel(ratio, y - 1), title, names=names,
+                                        legendTitle="output")]
 
     def _showUmap(self, paramName=None):
         table = self._table()
