@@ -42,7 +42,8 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
         form.addParam("maxParticles", params.IntParam, default=5000,
                       validators=[params.Positive], expertLevel=params.LEVEL_ADVANCED,
                       label="Particles for the back-projection",
-                      help="A random subset of this size is back-projected.")
+                      help="A random subset of this size is back-projected (the engine's "
+                           "default: 5000).")
         self._defineExtraParams(form)
 
     # --------------------------- INSERT steps functions ---------------------------------------
@@ -63,8 +64,8 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
     # --------------------------- STEPS functions ----------------------------------------------
     def checkStep(self):
         self._createFilenameTemplates()
-        args = self._inputArgs() + ["--out", self._enginePath("checkDir"),
-                                    "--max-particles", self.maxParticles.get()]
+        args = (self._inputArgs() + ["--out", self._enginePath("checkDir")]
+                + self._changedArgs(self, [("maxParticles", "--max-particles")]))
         self.runEngine("check-inputs", args)
 
     def createOutputStep(self):

@@ -202,8 +202,7 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
         self.info(f"Copied {src} to {dst}; training resumes from its last checkpoint.")
 
     def checkInputsStep(self):
-        args = self._inputArgs() + ["--out", self._enginePath("checkDir"),
-                                    "--max-particles", 2000]
+        args = self._inputArgs() + ["--out", self._enginePath("checkDir")]
         self.runEngine("check-inputs", args, useExtraParams=False)
 
     def _getTrainArgs(self, resume=False):

@@ -105,8 +105,9 @@ class TestCryoStarCheckInputs(BaseTest):
     def test_half_box_off_model_is_refused_with_the_engines_line(self):
         prot = self._newCheck(self.modelCornerOnCentred, "model half a box off")
         errors = prot.validate()
+        model = os.path.join(self.proj.getPath(), self.modelCornerOnCentred.getFileName())
         done = subprocess.run([sys.executable, "-m", "cryostar_engine", "inspect-model",
-                               "--model", self.shifted, "--map", MAP, "--box", "48",
+                               "--model", model, "--map", MAP, "--box", "48",
                                "--apix", "2", "--json"], capture_output=True, text=True,
                               timeout=300)
         expected = json.loads(done.stdout)["frame"]["error"]
