@@ -100,6 +100,9 @@ class TestCryoStarCheckInputs(BaseTest):
         vol = getattr(prot, "BackProjection")
         self.assertAlmostEqual(vol.getSamplingRate(), 2.0)
         self.assertEqual(vol.getDim(), (48, 48, 48))
+        # registered where the engine put it: over the input map (origin at its corner)
+        self.assertEqual(list(vol.getOrigin(force=True).getShifts()),
+                         list(self.volCorner.getOrigin(force=True).getShifts()))
         self.assertTrue(any(line.startswith("Back-proj.") for line in prot.summary()))
 
     def test_half_box_off_model_is_refused_with_the_engines_line(self):
