@@ -311,3 +311,26 @@ def test_schema_1_density_configs_still_load():
     assert AtomConfig().to_json()["kind"] == "atom"
     with pytest.raises(InputError, match="newer than this engine"):
         DensityConfig.from_dict({**saved, "schema_version": 99})
+
+
+def test_a_density_run_with_a_schema_1_config_still_resumes(tmp_path):
+    """A run folder written before the rename (``batch_size``, boolean ``compile``, no ``kind``)
+    continues with ``--resume`` and is rewritten in the current schema."""
+    from cryostar_engine.density import train_density
+
+    z = tmp_path / "z.npy"
+    np.save(z, np.random.default_rng(1).standard_normal((384, 2)).astype(np.float32))
+    cfg = DensityConfig(particles=str(ADK_STAR), z_path=str(z), box=16, hidden=32, residual_layers=1,
+                        epochs=1, batch=64, lr=1e-3, device="cpu", seed=3, n_clusters=2, n_pcs=1,
+                        n_pc_points=2, threads=1, debug_stop_after_steps=3)
+    run = tmp_path / "run"
+    assert train_density(cfg, run)[1] is False
+    old = json.loads((run / "config.json").read_text())
+    for key in ("kind", "map", "amplitude_contrast"):
+        old.pop(key)
+    old.update(schema_version=1, batch_size=old.pop("batch"), compile=False, epochs=1)
+    (run / "config.json").write_text(json.dumps(old))
+    assert main(["train-density", "--out", str(run), "--resume"]) == 0
+    new = json.loads((run / "config.json").read_text())
+    assert (new["kind"], new["schema_version"], new["batch"], new["compile"]) == ("density", 2, 64, "off")
+    assert json.loads((run / "manifest.json").read_text())["images_seen"] == 384
