@@ -101,6 +101,8 @@ def formHelp(spec, command, specs):
         parts.append(f"Empty (automatic): {how}.")
     if rec["unit"]:
         parts.append(f"Unit: {rec['unit']}.")
+    if rec["type"] in ("int", "float") and (rec["min"] is not None or rec["max"] is not None):
+        parts.append(f"Allowed: {_rangeText(rec)}.")
     if spec.note:
         parts.append(spec.note)
     return " ".join(parts)

@@ -39,7 +39,8 @@ ESSENTIAL = [
     S("numEpochs", "epochs", "Epochs",
       "When continuing a run: the new total (not the extra epochs); empty keeps the previous "
       "run's."),
-    S("zDim", "zdim", "Latent dimension"),
+    S("zDim", "zdim", "Latent dimension",
+      "The size of each particle's latent vector z (the conformational coordinates)."),
     S("lowPass", "low_pass_A", "Low-pass (Å)",
       "The wizard shows the engine's suggestion for these inputs."),
     S("doInvert", "invert_contrast", "Invert contrast?",
