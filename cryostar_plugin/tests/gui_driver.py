@@ -244,9 +244,14 @@ class Robot:
             if not isinstance(widget, ParamWidget):
                 self.problems.append(f"{step}: the button is not on the form")
                 continue
+            before = {str(w) for w in self._toplevels()}
             yield widget._visualizeVar          # what the eye button calls; may block
             yield STEP_MS
             figures = self._closeFigures(step)
+            windows = self._newWindows(before)   # e.g. a text viewer
+            figures += [self.shot(w, f"{step}_window{i + 1}") for i, w in enumerate(windows)]
+            for w in windows:
+                w.destroy()
             self.records[-1]["screenshots"] = figures
             self._closeDialogs(step)
             if not figures and not self.records[-1].get("dialogs"):

@@ -208,6 +208,19 @@ class TestCryoStarViewers(SharedChainTest):
         self.assertEqual(shown, outputs)                    # one colour per output set
         self.assertTrue(isPng(viewer.getWrittenFiles()[-1]))
 
+    def test_check_inputs_report_and_maps(self):
+        """The checks the training ran first: their report and the maps' central sections."""
+        viewer = self._viewer(self.train)
+        self.assertIn("doShowCheckMaps", viewer._getVisualizeDict())
+        (text,) = viewer._showCheckReport()
+        self.assertEqual(type(text).__name__, "TextView")
+        (plotter,) = viewer._showCheckMaps()
+        axes = plotter.getFigure().axes
+        self.assertEqual([ax.get_title() for ax in axes[:3]],
+                         ["consensus map", "back-projection", "model density"])
+        self.assertEqual(len(axes), 9)                       # 3 sections × 3 maps
+        self.assertTrue(isPng(viewer.getWrittenFiles()[-1]))
+
     def test_write_all_figures(self):
         paths = writeAllFigures(self.proj, [self.train, self.analyze, self.density])
         self.assertGreaterEqual(len(paths), 8)

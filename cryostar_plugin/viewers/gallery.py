@@ -48,13 +48,14 @@ def centralSections(data):
     return data[z, :, :], data[:, y, :], data[:, :, x]
 
 
-def plotVolumeGallery(path, files, title, series=""):
+def plotVolumeGallery(path, files, title, series="", labels=None):
     """Gallery of the volumes ``files`` (MRC paths); PNG at ``path``; the plotter.
 
     Parameters
     ----------
     files : MRC files, one column each.
     series : the series name (``"kmeans"``, ``"pca_1"``…) for the column titles.
+    labels : column titles (default: from ``series``).
     """
     import mrcfile
 
@@ -74,7 +75,8 @@ def plotVolumeGallery(path, files, title, series=""):
             ax.set_xticks([])
             ax.set_yticks([])
             if row == 0:
-                ax.set_title(_volumeLabel(series, col), fontsize=FONT)
+                ax.set_title(labels[col] if labels else _volumeLabel(series, col),
+                             fontsize=FONT)
             if col == 0:
                 ax.set_ylabel(SECTIONS[row], fontsize=FONT - 1)
         axes[-1, col].set_xlabel(os.path.basename(f), fontsize=FONT - 3, color="0.35")

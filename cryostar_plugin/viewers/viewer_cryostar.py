@@ -7,6 +7,7 @@ installs (matplotlib figures and slice galleries) or returns a message saying wh
 and where the files are (ChimeraX scripts to open by hand).  The plugin computes no PCA: the
 scatter plots the engine's ``pc_scores.npy``.
 """
+import json
 import os
 
 import numpy as np
@@ -16,8 +17,8 @@ from pyworkflow.viewer import DESKTOP_TKINTER, WEB_DJANGO
 
 from ..constants import PLUGIN_NAME
 from ..outputs import readAnalysisManifest
-from ..protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset, ProtCryoStarTrainAtom,
-                         ProtCryoStarTrainDensity)
+from ..protocols import (ProtCryoStarAnalyze, ProtCryoStarCheckInputs, ProtCryoStarSubset,
+                         ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 from . import gallery, plots
 from .chimerax import chimeraxView
 
@@ -35,7 +36,7 @@ class CryoStarViewer(EmProtocolViewer):
     volumes in ChimeraX, and a slice gallery of the density generator's volumes."""
     _label = "analyze results"
     _targets = [ProtCryoStarTrainAtom, ProtCryoStarAnalyze, ProtCryoStarTrainDensity,
-                ProtCryoStarSubset]
+                ProtCryoStarSubset, ProtCryoStarCheckInputs]
     _environments = [DESKTOP_TKINTER, WEB_DJANGO]
 
     @classmethod
@@ -50,7 +51,19 @@ class CryoStarViewer(EmProtocolViewer):
     def _isSubset(self):
         return isinstance(self.protocol, ProtCryoStarSubset)
 
+    def _isCheck(self):
+        return isinstance(self.protocol, ProtCryoStarCheckInputs)
+
+    def _defineCheckParams(self, form):
+        form.addSection(label="Check inputs")
+        form.addParam("doShowCheckReport", params.LabelParam, label="Report of the checks")
+        form.addParam("doShowCheckMaps", params.LabelParam,
+                      label="Consensus map, model density and back-projection (sections)")
+
     def _defineParams(self, form):
+        if self._isCheck():
+            self._defineCheckParams(form)
+            return
         form.addSection(label="Latent space")
         line = form.addLine("Axes (PCs)", help="1-based principal components of the engine's "
                                                "PCA of z to plot.")
@@ -77,6 +90,8 @@ class CryoStarViewer(EmProtocolViewer):
                       help="The figures the engine's analysis wrote (PNG, 200 dpi).")
         form.addParam("doShowEngineFigure", params.LabelParam, label="Show that figure")
         form.addParam("doShowTrainingCurves", params.LabelParam, label="Training curves")
+        if self._checkDir():
+            self._defineCheckParams(form)
         if self._isDensity():
             form.addSection(label="Volumes")
             names = list(self._volumeSeries()) or ["(none)"]
@@ -103,10 +118,15 @@ class CryoStarViewer(EmProtocolViewer):
                           label="k-means centres in ChimeraX")
 
     def _getVisualizeDict(self):
-        d = {"doShowPcaScatter": self._showPcaScatter, "doShowPcaDensity": self._showPcaDensity,
-             "doShowPcRange": self._showPcRange, "doShowUmap": self._showUmap,
-             "doShowEngineFigure": self._showEngineFigure,
-             "doShowTrainingCurves": self._showTrainingCurves}
+        check = {"doShowCheckReport": self._showCheckReport,
+                 "doShowCheckMaps": self._showCheckMaps}
+        if self._isCheck():
+            return check
+        d = dict(check) if self._checkDir() else {}
+        d.update(doShowPcaScatter=self._showPcaScatter, doShowPcaDensity=self._showPcaDensity,
+                 doShowPcRange=self._showPcRange, doShowUmap=self._showUmap,
+                 doShowEngineFigure=self._showEngineFigure,
+                 doShowTrainingCurves=self._showTrainingCurves)
         if self._isDensity():
             d.update(doShowVolumeSlices=self._showVolumeSlices,
                      doShowVolumeSeries=self._showVolumeSeries)
@@ -186,6 +206,47 @@ class CryoStarViewer(EmProtocolViewer):
             return gallery.seriesVolumes(self.protocol.getRunManifest())
         except (FileNotFoundError, AttributeError, ValueError):
             return {}
+
+    def _checkDir(self):
+        """The folder of the engine's check-inputs (a 'check inputs' run, or the one a training
+        ran first); None when there is none."""
+        prot = self.protocol
+        if not isinstance(prot, (ProtCryoStarCheckInputs, ProtCryoStarTrainAtom)):
+            return None
+        folder = os.path.abspath(prot._enginePath("checkDir"))
+        return folder if os.path.exists(os.path.join(folder, "manifest.json")) else None
+
+    # --------------------------- check inputs ------------------------------------------------
+    def _checkManifest(self):
+        folder = self._checkDir()
+        if folder is None:
+            return None, None
+        with open(os.path.join(folder, "manifest.json")) as f:
+            return folder, json.load(f)
+
+    def _showCheckReport(self, paramName=None):
+        folder, man = self._checkManifest()
+        if folder is None:
+            return [self.errorMessage("The checks have not run yet.", "No report")]
+        return [self.textView([os.path.join(folder, man.get("text", "report.txt"))],
+                              "CryoSTAR check inputs")]
+
+    def _showCheckMaps(self, paramName=None):
+        folder, man = self._checkManifest()
+        if folder is None:
+            return [self.errorMessage("The checks have not run yet.", "No maps")]
+        consensus = (man.get("frame") or {}).get("map")
+        files = ([consensus] if consensus and os.path.exists(consensus) else []) + \
+            [os.path.join(folder, f) for f in man.get("maps", [])]
+        names = {"backprojection": "back-projection", "model_density": "model density"}
+        labels = [("consensus map" if f == consensus else
+                   names.get(os.path.splitext(os.path.basename(f))[0],
+                             os.path.basename(f))) for f in files]
+        if not files:
+            return [self.errorMessage(f"The checks in {folder} wrote no map.", "No maps")]
+        return [gallery.plotVolumeGallery(self._path("check_maps.png"), files,
+                                          "CryoSTAR check inputs: central sections",
+                                          labels=labels)]
 
     # --------------------------- latent-space figures -----------------------------------------
     def _pca(self):
