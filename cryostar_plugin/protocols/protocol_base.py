@@ -147,9 +147,11 @@ class ProtCryoStarBase(EMProtocol):
         value differs from the field's default."""
         args = []
         for name, flag in pairs:
-            value = getattr(prot, name).get()
-            if value is not None and value != prot.getParam(name).default.get():
-                args += [flag, value]
+            attr = getattr(prot, name)
+            default = attr.__class__()           # the form stores defaults as text
+            default.set(prot.getParam(name).default.get())
+            if attr.get() is not None and attr.get() != default.get():
+                args += [flag, attr.get()]
         return args
 
     def _analysisArgs(self, seedProt):

@@ -17,7 +17,8 @@ from pyworkflow.tests import BaseTest, setupTestProject
 
 from cryostar_plugin import formsettings
 from cryostar_plugin.formsettings import ATOM, DENSITY, formHelp, settingArgs, toLabels
-from cryostar_plugin.protocols import ProtCryoStarTrainAtom, ProtCryoStarTrainDensity
+from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarCheckInputs,
+                                       ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 from cryostar_plugin.protocols import protocol_train_atom as atom
 from cryostar_plugin.protocols import protocol_train_density as density
 
@@ -81,6 +82,14 @@ class TestCryoStarForms(BaseTest):
         for cls, specs, command in STAGES:
             prot = self.newProtocol(cls)
             self.assertEqual(settingArgs(prot, specs, command), [], command)
+        # the analysis fields and check inputs' particle count: only when changed
+        for cls in (ProtCryoStarTrainAtom, ProtCryoStarAnalyze):
+            prot = self.newProtocol(cls)
+            self.assertEqual(prot._analysisArgs(prot), ["--device", "cpu"], cls.__name__)
+        prot = self.newProtocol(ProtCryoStarAnalyze, numClusters=4, seed=3)
+        self.assertEqual(prot._analysisArgs(prot), ["--device", "cpu", "--k", 4, "--seed", 3])
+        check = self.newProtocol(ProtCryoStarCheckInputs)
+        self.assertEqual(check._changedArgs(check, [("maxParticles", "--max-particles")]), [])
         prot = self.newProtocol(ProtCryoStarTrainAtom, zDim=4, precision=1, doInvert=True)
         self.assertEqual(settingArgs(prot, atom.SPECS, ATOM),
                          ["--zdim", "4", "--invert-contrast", "--precision", "fp32"])
