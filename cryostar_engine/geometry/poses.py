@@ -19,13 +19,19 @@ at frequency ``k2 = (kx, ky, 0)`` is the 3-D transform of the model at ``R.T @ k
 
 For batches of beads stored as row vectors ``X`` of shape ``(N, 3)`` the rotated coordinates are
 ``X @ R.T``.
+
+cryoSPARC poses (``.cs`` field ``alignments3D/pose``) are rotation vectors ``v`` (axis × angle,
+radians).  Their matrix ``exp([v]×)`` (Rodrigues) maps the particle's view (image) coordinates
+back to model coordinates, so RELION's A matrix is its transpose: ``A = exp([v]×).T``, see
+:func:`cryosparc_pose_to_matrix`.
 """
 from __future__ import annotations
 
 import numpy as np
 import torch
 
-__all__ = ["euler_to_matrix", "matrix_to_euler", "rotate_points"]
+__all__ = ["euler_to_matrix", "matrix_to_euler", "rotate_points", "cryosparc_pose_to_matrix",
+           "cryosparc_pose_to_euler"]
 
 
 def euler_to_matrix(angles_deg):
@@ -86,3 +92,32 @@ def rotate_points(points: torch.Tensor, rotations: torch.Tensor) -> torch.Tensor
     if points.dim() == 2:
         points = points.unsqueeze(0).expand(rotations.shape[0], -1, -1)
     return torch.bmm(points, rotations.transpose(1, 2))
+
+
+def cryosparc_pose_to_matrix(rotvec) -> np.ndarray:
+    """cryoSPARC rotation vectors → RELION A matrices (see the module docstring).
+
+    Parameters
+    ----------
+    rotvec : array, shape ``(..., 3)``: ``alignments3D/pose``, axis × angle in radians.
+
+    Returns
+    -------
+    ``(..., 3, 3)`` float64: ``A = exp([v]×).T``, the matrix that :func:`euler_to_matrix` gives for
+    the same view.  Pinned against cryoDRGN's ``parse_pose_csparc`` output for a real cryoSPARC
+    file (``tests/test_cryosparc.py``).
+    """
+    v = np.asarray(rotvec, dtype=np.float64)
+    angle = np.linalg.norm(v, axis=-1)[..., None, None]
+    axis = v / np.where(angle[..., 0] > 0, angle[..., 0], 1.0)
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([np.stack([zero, -z, y], -1), np.stack([z, zero, -x], -1),
+                  np.stack([-y, x, zero], -1)], -2)                       # [axis]×
+    exp = np.eye(3) + np.sin(angle) * k + (1.0 - np.cos(angle)) * (k @ k)
+    return np.swapaxes(exp, -1, -2)
+
+
+def cryosparc_pose_to_euler(rotvec) -> np.ndarray:
+    """cryoSPARC rotation vectors ``(..., 3)`` (radians) → RELION (rot, tilt, psi) in degrees."""
+    return matrix_to_euler(cryosparc_pose_to_matrix(rotvec))

@@ -1,0 +1,254 @@
+"""cryoSPARC ``.cs`` input: the same particles read from a ``.cs`` file and from the STAR file
+give the same poses, shifts, CTF and back-projection; a real cryoSPARC file's poses equal
+cryoDRGN's reading of it; wrong conventions are caught.
+
+The ``.cs`` files of the bundled set are written here by an independent writer (scipy's
+rotation vectors, not the engine's pose code) following cryoSPARC's layout.
+"""
+from __future__ import annotations
+
+import pickle
+import shutil
+from pathlib import Path
+
+import mrcfile
+import numpy as np
+import pytest
+import starfile
+import torch
+from scipy.spatial.transform import Rotation
+
+from cryostar_engine.cli import main as cli_main
+from cryostar_engine.data.particles import ParticleDataset
+from cryostar_engine.errors import InputError
+from cryostar_engine.geometry.poses import euler_to_matrix
+from cryostar_engine.io.cryosparc import load_cs, read_cryosparc, write_cs_subset
+from cryostar_engine.io.relion import read_particles
+from cryostar_engine.metrics import correlation
+from cryostar_engine.recon.backproject import Backprojector
+
+ROOT = Path(__file__).resolve().parents[1]
+SIM = ROOT / "data" / "adk_sim48"
+REAL = Path(__file__).parent / "data" / "real_cs"
+REAL_CS = REAL / "cryodrgn_cryosparc_P12_J24_001_particles.cs"
+
+
+def _dtype(n_path: int, with_poses: bool = True) -> list:
+    fields = [("uid", "<u8"), ("blob/path", f"S{n_path}"), ("blob/idx", "<u4"),
+              ("blob/shape", "<u4", (2,)), ("blob/psize_A", "<f4"), ("blob/sign", "<f4"),
+              ("ctf/exp_group_id", "<u4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
+              ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
+              ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4")]
+    if with_poses:
+        fields += [("alignments3D/shift", "<f4", (2,)), ("alignments3D/pose", "<f4", (3,)),
+                   ("alignments3D/psize_A", "<f4")]
+    return fields
+
+
+def write_cs_from_star(star: Path, project: Path, job: str = "J7", *, transpose=False,
+                       flip_shift=False, split=False) -> tuple[Path, Path | None]:
+    """Write ``star``'s particles as cryoSPARC would: PROJECT/JOB/JOB_particles.cs with the
+    stack at PROJECT/JOB/extract/particles.mrcs ('>'-prefixed path relative to the project).
+
+    RELION (rot, tilt, psi) → rotation vector ``Rotation.from_euler('ZYZ', ...).as_rotvec()``
+    (its matrix is the transpose of RELION's A matrix); rlnOrigin*Angst / pixel size → shift in
+    pixels, same sign.  ``split`` puts poses in a passthrough file (returned second).
+    """
+    blocks = starfile.read(star, always_dict=True)
+    optics, parts = blocks["optics"].iloc[0], blocks["particles"]
+    apix, box = float(optics["rlnImagePixelSize"]), int(optics["rlnImageSize"])
+    (project / job / "extract").mkdir(parents=True, exist_ok=True)
+    names = parts["rlnImageName"].str.partition("@")
+    shutil.copy(star.parent / names[2].iloc[0], project / job / "extract" / "particles.mrcs")
+    rel = f">{job}/extract/particles.mrcs".encode()
+    euler = parts[["rlnAngleRot", "rlnAngleTilt", "rlnAnglePsi"]].to_numpy(float)
+    rotvec = Rotation.from_euler("ZYZ", euler, degrees=True).as_rotvec()
+    if transpose:
+        rotvec = -rotvec
+    shift = parts[["rlnOriginXAngst", "rlnOriginYAngst"]].to_numpy(float) / apix
+    n = len(parts)
+    t = np.zeros(n, dtype=_dtype(len(rel)))
+    t["uid"] = np.random.default_rng(1).choice(2 ** 62, n, replace=False).astype(np.uint64) + 2 ** 62
+    t["blob/path"], t["blob/idx"] = rel, names[0].astype(int).to_numpy() - 1
+    t["blob/shape"], t["blob/psize_A"], t["blob/sign"] = box, apix, 1.0
+    t["ctf/accel_kv"], t["ctf/cs_mm"] = optics["rlnVoltage"], optics["rlnSphericalAberration"]
+    t["ctf/amp_contrast"] = optics["rlnAmplitudeContrast"]
+    t["ctf/df1_A"], t["ctf/df2_A"] = parts["rlnDefocusU"], parts["rlnDefocusV"]
+    t["ctf/df_angle_rad"] = np.deg2rad(parts["rlnDefocusAngle"])
+    t["ctf/phase_shift_rad"] = np.deg2rad(parts["rlnPhaseShift"])
+    t["alignments3D/shift"] = -shift if flip_shift else shift
+    t["alignments3D/pose"], t["alignments3D/psize_A"] = rotvec, apix
+    main = project / job / f"{job}_particles.cs"
+    if not split:
+        _save(main, t)
+        return main, None
+    own = [f for f in t.dtype.names if not f.startswith("alignments3D/")]
+    passthrough = project / job / f"{job}_passthrough_particles.cs"
+    order = np.random.default_rng(2).permutation(n)            # another row order: join on uid
+    _save(main, _fields(t, own))
+    _save(passthrough, _fields(t[order], ["uid", "alignments3D/shift", "alignments3D/pose",
+                                          "alignments3D/psize_A"]))
+    return main, passthrough
+
+
+def _fields(table, names):
+    out = np.zeros(len(table), dtype=[table.dtype.descr[table.dtype.names.index(n)] for n in names])
+    for name in names:
+        out[name] = table[name]
+    return out
+
+
+def _save(path: Path, table) -> None:
+    with open(path, "wb") as f:
+        np.save(f, table)
+
+
+def _backprojection(meta) -> torch.Tensor:
+    ds = ParticleDataset(meta, max_cache_bytes=0)
+    bp = Backprojector(ds.box, ds.apix)
+    rows = np.arange(len(meta))
+    for start in range(0, len(rows), 128):
+        b = ds.batch(rows[start:start + 128])
+        bp.add(b.images, b.rotations, b.shifts_px, b.ctf)
+    return bp.volume()
+
+
+@pytest.fixture(scope="module")
+def star_route():
+    meta = read_particles(SIM / "particles.star")
+    return meta, _backprojection(meta)
+
+
+def test_cs_reads_like_the_star(tmp_path, star_route):
+    meta_star, _ = star_route
+    cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path)
+    meta = read_cryosparc(cs, datadir=tmp_path)
+    assert len(meta) == len(meta_star) == 384 and meta.box == 48 and meta.apix == pytest.approx(2.0)
+    assert np.abs(euler_to_matrix(meta.euler_deg) - euler_to_matrix(meta_star.euler_deg)).max() < 1e-5
+    assert np.allclose(meta.shifts_A, meta_star.shifts_A, atol=1e-5)
+    for key in ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "phase_shift_deg", "voltage_kv",
+                "cs_mm", "amplitude_contrast"):
+        assert np.allclose(getattr(meta, key), getattr(meta_star, key), rtol=1e-6, atol=1e-4), key
+    assert np.array_equal(meta.image_indices, meta_star.image_indices)
+    assert meta.image_paths[0] == tmp_path / "J7" / "extract" / "particles.mrcs"
+
+
+def test_passthrough_is_joined_on_uid(tmp_path, star_route):
+    meta_star, _ = star_route
+    cs, passthrough = write_cs_from_star(SIM / "particles.star", tmp_path, split=True)
+    with pytest.raises(InputError, match=r"no 3-D poses \(field alignments3D/pose\): pass "
+                                         r"--passthrough <the job's passthrough .cs>"):
+        read_cryosparc(cs, datadir=tmp_path)
+    meta = read_cryosparc(cs, passthrough, datadir=tmp_path)
+    assert np.abs(euler_to_matrix(meta.euler_deg) - euler_to_matrix(meta_star.euler_deg)).max() < 1e-5
+    assert np.allclose(meta.shifts_A, meta_star.shifts_A, atol=1e-5)
+
+
+def test_backprojection_equals_the_star_route(tmp_path, star_route):
+    meta_star, bp_star = star_route
+    cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path)
+    cc = correlation(_backprojection(read_cryosparc(cs, datadir=tmp_path)), bp_star)
+    assert cc >= 0.99
+
+
+@pytest.mark.parametrize("fault", ["transpose", "flip_shift"])
+def test_a_wrong_convention_changes_the_backprojection(tmp_path, star_route, fault):
+    _, bp_star = star_route
+    cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path, **{fault: True})
+    cc = correlation(_backprojection(read_cryosparc(cs, datadir=tmp_path)), bp_star)
+    assert cc < 0.9, cc
+
+
+def _real_project(root: Path, cs: Path = REAL_CS, box: int = 180) -> Path:
+    """A cryoSPARC project folder with ``cs`` in job J24 and empty stand-in stacks."""
+    table = load_cs(cs)
+    need: dict[str, int] = {}
+    for path, idx in zip(table["blob/path"], table["blob/idx"]):
+        text = path.decode().lstrip(">")
+        need[text] = max(need.get(text, 0), int(idx) + 1)
+    for text, n in need.items():
+        (root / text).parent.mkdir(parents=True, exist_ok=True)
+        with mrcfile.new_mmap(root / text, shape=(n, box, box), mrc_mode=2, overwrite=True):
+            pass
+    (root / "J24").mkdir(exist_ok=True)
+    return Path(shutil.copy(cs, root / "J24" / cs.name))
+
+
+def test_real_cs_poses_equal_cryodrgns_reading(tmp_path):
+    """cryoDRGN's parse_pose_csparc output for this file (pose.cs.pkl: RELION A matrices, and
+    shifts / box with the sign of rlnOrigin) pins the conventions."""
+    cs = _real_project(tmp_path)
+    meta = read_cryosparc(cs)
+    with open(REAL / "cryodrgn_pose.cs.pkl", "rb") as f:
+        rot, trans = pickle.load(f)
+    assert len(meta) == 2019 and meta.box == 180 and meta.apix == pytest.approx(2.95)
+    a = euler_to_matrix(meta.euler_deg)
+    assert np.abs(a - rot).max() < 1e-5
+    assert np.abs(np.swapaxes(a, -1, -2) - rot).max() > 0.5        # the transposed convention fails
+    assert np.abs(meta.shifts_A / meta.apix - trans * 180).max() < 1e-4
+    assert np.abs(-meta.shifts_A / meta.apix - trans * 180).max() > 1.0  # so does a flipped sign
+    table = load_cs(cs)
+    assert np.allclose(meta.defocus_u_A, table["ctf/df1_A"]) and meta.voltage_kv[0] == 200.0
+    assert np.allclose(meta.defocus_angle_deg, np.rad2deg(table["ctf/df_angle_rad"].astype(float)))
+    assert meta.amplitude_contrast[0] == pytest.approx(0.07) and meta.cs_mm[0] == 2.0
+    assert any("blob/sign is -1" in n for n in meta.notes)
+
+
+def test_real_cs_without_3d_poses_is_refused_in_one_line(tmp_path):
+    cs = _real_project(tmp_path, ROOT / "tests" / "data" / "real_star" /
+                       "cryodrgn_cryosparc_J2_particles_exported.cs", box=300)
+    with pytest.raises(InputError) as err:
+        read_cryosparc(cs)
+    assert str(err.value) == (f"{cs}: no 3-D poses (field alignments3D/pose): pass --passthrough "
+                              "<the job's passthrough .cs>")
+
+
+def _broken(tmp_path, edit) -> Path:
+    cs = _real_project(tmp_path)
+    table = load_cs(cs)
+    table = edit(table)
+    _save(cs, table)
+    return cs
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda t: (t["alignments3D/pose"].__setitem__(4, np.nan), t)[1],
+     "row 5: field alignments3D/pose is not a finite number"),
+    (lambda t: (t["ctf/df1_A"].__setitem__(9, -1.0), t)[1], "row 10: ctf/df1_A -1 must be positive"),
+    (lambda t: (t["blob/idx"].__setitem__(2, 999), t)[1], "row 3: blob/idx 999 is beyond the 51 images"),
+    (lambda t: (t["blob/path"].__setitem__(0, b"J19/extract/gone.mrc"), t)[1],
+     "row 1: image stack 'J19/extract/gone.mrc' (blob/path) not found"),
+    (lambda t: _fields(t, [n for n in t.dtype.names if n != "ctf/cs_mm"]),
+     "missing field(s) ctf/cs_mm; pass --passthrough"),
+])
+def test_bad_cs_is_refused_with_field_and_row(tmp_path, edit, message):
+    cs = _broken(tmp_path, edit)
+    with pytest.raises(InputError, match=re_escape(message)):
+        read_cryosparc(cs)
+
+
+def re_escape(text: str) -> str:
+    import re
+    return re.escape(text)
+
+
+def test_not_a_cs_file_and_foreign_passthrough(tmp_path):
+    bad = tmp_path / "x.cs"
+    bad.write_text("data_particles\n")
+    with pytest.raises(InputError, match="not a readable cryoSPARC .cs file"):
+        read_cryosparc(bad)
+    cs = _real_project(tmp_path)
+    other = tmp_path / "other.cs"
+    _save(other, np.zeros(3, dtype=[("uid", "<u8")]))
+    with pytest.raises(InputError, match=r"row 1: uid \d+ is not in the passthrough"):
+        read_cryosparc(cs, other)
+
+
+def test_cs_subset_is_a_row_selection(tmp_path):
+    cs = _real_project(tmp_path)
+    rows = np.array([5, 0, 2018])
+    out = write_cs_subset(cs, rows, tmp_path / "subset.cs")
+    sub = np.load(out)
+    assert sub.dtype == load_cs(cs).dtype and np.array_equal(sub, load_cs(cs)[rows])
+    meta = read_cryosparc(out, datadir=tmp_path)
+    assert np.allclose(meta.euler_deg, read_cryosparc(cs).subset(rows).euler_deg)
