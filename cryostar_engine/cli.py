@@ -13,7 +13,7 @@ import sys
 from .errors import InputError
 
 COMMANDS = ["check-inputs", "inspect-model", "train-atom", "eval-atom", "analyze", "export-subset",
-            "train-density", "eval-density"]
+            "train-density", "eval-density", "doctor"]
 
 
 def _module(name: str):
