@@ -2,7 +2,6 @@
 (Scipion's run.stdout, a pipe, a file), a bar on a terminal, and log messages that never glue
 onto the progress (the fault was ``kl=3step 30: wrote z.npy``)."""
 import io
-import logging
 import re
 import subprocess
 import sys

@@ -7,7 +7,6 @@ installs (matplotlib figures and slice galleries) or returns a message saying wh
 and where the files are (ChimeraX scripts to open by hand).  The plugin computes no PCA: the
 scatter plots the engine's ``pc_scores.npy``.
 """
-import json
 import os
 
 import numpy as np
@@ -20,6 +19,7 @@ from ..outputs import readAnalysisManifest
 from ..protocols import (ProtCryoStarAnalyze, ProtCryoStarCheckInputs, ProtCryoStarSubset,
                          ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 from . import gallery, plots
+from .check import CheckInputsViews
 from .chimerax import chimeraxView
 
 __all__ = ["CryoStarViewer", "writeAllFigures"]
@@ -30,7 +30,7 @@ ENGINE_FIGURES = {"pc_scatter": "PCA scatter", "pc_density": "PCA density",
                   "k-means populations", "training_curves": "training curves", "umap": "UMAP"}
 
 
-class CryoStarViewer(EmProtocolViewer):
+class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
     """Latent space (the engine's PCA as scatter and density coloured by k-means state, the
     particles of a PC range, UMAP), the engine's figures, training curves, structures and
     volumes in ChimeraX, and a slice gallery of the density generator's volumes."""
@@ -50,15 +50,6 @@ class CryoStarViewer(EmProtocolViewer):
 
     def _isSubset(self):
         return isinstance(self.protocol, ProtCryoStarSubset)
-
-    def _isCheck(self):
-        return isinstance(self.protocol, ProtCryoStarCheckInputs)
-
-    def _defineCheckParams(self, form):
-        form.addSection(label="Check inputs")
-        form.addParam("doShowCheckReport", params.LabelParam, label="Report of the checks")
-        form.addParam("doShowCheckMaps", params.LabelParam,
-                      label="Consensus map, model density and back-projection (sections)")
 
     def _defineParams(self, form):
         if self._isCheck():
@@ -206,47 +197,6 @@ class CryoStarViewer(EmProtocolViewer):
             return gallery.seriesVolumes(self.protocol.getRunManifest())
         except (FileNotFoundError, AttributeError, ValueError):
             return {}
-
-    def _checkDir(self):
-        """The folder of the engine's check-inputs (a 'check inputs' run, or the one a training
-        ran first); None when there is none."""
-        prot = self.protocol
-        if not isinstance(prot, (ProtCryoStarCheckInputs, ProtCryoStarTrainAtom)):
-            return None
-        folder = os.path.abspath(prot._enginePath("checkDir"))
-        return folder if os.path.exists(os.path.join(folder, "manifest.json")) else None
-
-    # --------------------------- check inputs ------------------------------------------------
-    def _checkManifest(self):
-        folder = self._checkDir()
-        if folder is None:
-            return None, None
-        with open(os.path.join(folder, "manifest.json")) as f:
-            return folder, json.load(f)
-
-    def _showCheckReport(self, paramName=None):
-        folder, man = self._checkManifest()
-        if folder is None:
-            return [self.errorMessage("The checks have not run yet.", "No report")]
-        return [self.textView([os.path.join(folder, man.get("text", "report.txt"))],
-                              "CryoSTAR check inputs")]
-
-    def _showCheckMaps(self, paramName=None):
-        folder, man = self._checkManifest()
-        if folder is None:
-            return [self.errorMessage("The checks have not run yet.", "No maps")]
-        consensus = (man.get("frame") or {}).get("map")
-        files = ([consensus] if consensus and os.path.exists(consensus) else []) + \
-            [os.path.join(folder, f) for f in man.get("maps", [])]
-        names = {"backprojection": "back-projection", "model_density": "model density"}
-        labels = [("consensus map" if f == consensus else
-                   names.get(os.path.splitext(os.path.basename(f))[0],
-                             os.path.basename(f))) for f in files]
-        if not files:
-            return [self.errorMessage(f"The checks in {folder} wrote no map.", "No maps")]
-        return [gallery.plotVolumeGallery(self._path("check_maps.png"), files,
-                                          "CryoSTAR check inputs: central sections",
-                                          labels=labels)]
 
     # --------------------------- latent-space figures -----------------------------------------
     def _pca(self):
