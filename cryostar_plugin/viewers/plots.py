@@ -152,9 +152,13 @@ def plotLatentScatter(path, xy, labels, xlabel, ylabel, title, band=None, names=
         colour = "0.75" if s < 0 else cmap(next(colours) % cmap.N)
         ax.scatter(xy[sel, 0], xy[sel, 1], s=size, alpha=0.7, linewidths=0, color=colour,
                    label=f"{text} ({sel.sum()})", zorder=1 if s < 0 else 2)
-    if band is not None:
-        ax.axvspan(band[0], band[1], color="0.5", alpha=0.15, zorder=0,
-                   label=f"range {band[0]:g} … {band[1]:g}")
+    if band is not None:            # shaded where it meets the data (the axes keep their span)
+        xlim = ax.get_xlim()
+        lo, hi = max(band[0], xlim[0]), min(band[1], xlim[1])
+        if lo < hi:
+            ax.axvspan(lo, hi, color="0.5", alpha=0.15, zorder=0,
+                       label=f"range {band[0]:g} … {band[1]:g}")
+        ax.set_xlim(xlim)
     ax.legend(fontsize=FONT - 1, markerscale=max(1.0, 30 / size) ** 0.5, title=legendTitle,
               title_fontsize=FONT - 1, loc="upper left", bbox_to_anchor=(1.02, 1.0),
               borderaxespad=0.0, frameon=False)
