@@ -1,7 +1,7 @@
 """A slice gallery of density volumes drawn with matplotlib (no xmipp, no Java).
 
 One column per volume of a series (k-means states, or the points along a PC), three rows: the
-central XY, XZ and YZ sections.  Each volume has its own grey scale (0.5–99.5 percentiles), so
+central XY, XZ and YZ sections.  Each volume has its own grey scale (0.1–99.9 percentiles), so
 the shape reads the same whatever the volume's overall intensity.
 """
 import os
@@ -67,7 +67,7 @@ def plotVolumeGallery(path, files, title, series="", labels=None):
     for col, f in enumerate(files):
         with mrcfile.open(f, permissive=True) as m:
             data = np.asarray(m.data, dtype=np.float32)
-        lo, hi = np.percentile(data, [0.5, 99.5])
+        lo, hi = np.percentile(data, [0.1, 99.9])
         for row, section in enumerate(centralSections(data)):
             ax = axes[row, col]
             ax.imshow(section, cmap="gray", vmin=lo, vmax=hi, origin="lower",
