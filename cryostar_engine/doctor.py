@@ -142,8 +142,8 @@ def plan_report(particles, model, map_path=None, box=None, batch=None, datadir=N
                                max(low_pass, 2 * apix))
     steps_per_epoch = math.ceil(len(meta) / batch)
     return {"particles": len(meta), "particle_box_px": meta.box, "beads": len(beads),
-            "box_px": chosen_box, "box_source": "set" if box else f"default for low-pass {low_pass:.1f} Å "
-            f"({source})", "batch": batch, "device": str(device),
+            "box_px": chosen_box, "box_source": "set" if box else "default for the low-pass",
+            "low_pass_A": low_pass, "low_pass_source": source, "batch": batch, "device": str(device),
             "seconds_per_step": timing["seconds_per_step"], "steps_per_epoch": steps_per_epoch,
             "seconds_per_epoch": timing["seconds_per_step"] * steps_per_epoch,
             "images_per_second": batch / timing["seconds_per_step"],
@@ -173,11 +173,15 @@ def format_doctor(env: dict, plan: dict | None = None) -> str:
              f"(torch uses {c['torch_threads']}); native bf16: {'yes' if c['bf16_native'] else 'no'}"]
     lines += [f"GPU {g['index']}       {g['name']}: {g['free_GiB']:.1f} of {g['total_GiB']:.1f} GiB free; "
               f"bf16: {'yes' if g['bf16'] else 'no'}" for g in env["gpus"]] or ["GPU         none visible"]
-    lines.append("Packages    " + ", ".join(f"{k} {v or 'MISSING'}" for k, v in env["packages"].items()))
+    names = [f"{k} {v or 'MISSING'}" for k, v in env["packages"].items()]
+    lines += [("Packages    " if i == 0 else " " * 12) + ", ".join(names[i:i + 4])
+              for i in range(0, len(names), 4)]
     if plan:
         mem = "measured" if plan["memory_measured"] else "estimated"
-        lines += [f"Plan        {plan['particles']} particles, {plan['beads']} beads, box {plan['box_px']} px "
-                  f"({plan['box_source']}), batch {plan['batch']} on {plan['device']}",
+        lines += [f"Plan        {plan['particles']} particles, {plan['beads']} beads, batch {plan['batch']} "
+                  f"on {plan['device']}",
+                  f"Box         {plan['box_px']} px ({plan['box_source']}); low-pass {plan['low_pass_A']:.1f} Å",
+                  f"            ({plan['low_pass_source']})",
                   f"Speed       {plan['seconds_per_step']:.3f} s per step, {plan['images_per_second']:.0f} "
                   f"images/s, {plan['seconds_per_epoch']:.1f} s per epoch ({plan['steps_per_epoch']} steps)",
                   f"Memory      {plan['memory_GiB']:.2f} GiB per step ({mem})",
