@@ -1,7 +1,7 @@
 """The image low-pass of stage 1, proposed from how well the reference model fits the consensus map.
 
 One function, :func:`suggest_low_pass`, gives the one number that ``check-inputs`` reports, that
-``train-atom`` uses when no low-pass is set (``low_pass_A`` None = auto) and that
+``train-atom`` uses with ``--low-pass auto`` (the default is 10 Å, see the README) and that
 ``inspect-model`` prints for the Scipion plugin's wizard:
 
 * ``fsc05_A``: the resolution (Å) where the Fourier shell correlation between the model's bead
@@ -81,11 +81,14 @@ def suggest_low_pass(beads, map_data: MapData, box: int, apix: float,
                              check_apix_A=float(check_apix))
 
 
+AUTO = "auto"     # the --low-pass word (None, in configs of schema 2, means the same)
+
+
 def resolve_low_pass(low_pass_A, beads, map_data: MapData | None, box: int, apix: float,
                      train_box: int | None = None) -> tuple[float, str]:
     """``(low-pass Å, source)``: the set value (``"set"``), else the suggestion with a map, else
     :data:`NO_MAP_LOW_PASS_A` (``"auto: no map, 10 Å"``)."""
-    if low_pass_A is not None:
+    if low_pass_A is not None and low_pass_A != AUTO:
         return float(low_pass_A), "set"
     if map_data is None:
         return NO_MAP_LOW_PASS_A, f"auto: no map, {NO_MAP_LOW_PASS_A:g} Å"

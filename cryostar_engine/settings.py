@@ -51,9 +51,10 @@ Q0_DEFAULT_TEXT = "the star file's rlnAmplitudeContrast; 0.1 (as RELION) where i
 def setting(default=MISSING, help: str = "", *, unit: str | None = None, choices=None,
             min=None, max=None, min_inclusive: bool = True, max_inclusive: bool = True,
             essential: bool = False, default_text: str | None = None, flag: str | None = None,
-            even: bool = False, required: bool = False):
+            even: bool = False, required: bool = False, words=None):
     """A dataclass field with the metadata of a user setting.
 
+    ``words`` are texts a number setting also takes (e.g. ``("auto",)`` for ``--low-pass``).
     ``min``/``max`` bound a number (or every element of an ``int_list``); ``None`` values of an
     optional setting are not range-checked (they mean "resolved later", see ``default_text``).
     ``flag`` overrides the default ``--field-name`` (``_A`` dropped, ``_`` → ``-``).
@@ -64,7 +65,7 @@ def setting(default=MISSING, help: str = "", *, unit: str | None = None, choices
     meta = {"help": help, "unit": unit, "choices": tuple(choices) if choices else None,
             "min": min, "max": max, "min_inclusive": min_inclusive, "max_inclusive": max_inclusive,
             "essential": essential, "default_text": default_text, "flag": flag, "even": even,
-            "required": required}
+            "required": required, "words": tuple(words) if words else None}
     if default is MISSING:
         return field(metadata=meta)
     if isinstance(default, (list, dict, set)):
@@ -156,6 +157,8 @@ def check_setting(f, value, meta=None) -> None:
         if f.default is None:
             return
         raise InputError(f"{flag_of(f)} needs a value")
+    if isinstance(value, str) and value in (meta.get("words") or ()):
+        return
     flag, kind = flag_of(f), kind_of(f)
     _check_type(flag, kind, value)
     choices = meta.get("choices")
@@ -207,6 +210,7 @@ def setting_record(f) -> dict:
             "min": m.get("min"), "max": m.get("max"),
             "min_inclusive": bool(m.get("min_inclusive", True)),
             "max_inclusive": bool(m.get("max_inclusive", True)),
+            "words": list(m["words"]) if m.get("words") else None,
             "essential": bool(m.get("essential")), "help": m.get("help", "")}
 
 
@@ -304,7 +308,8 @@ def config_from_dict(cls, data: dict, source: str, hint: str | None = None):
 
 # settings that name files or the run itself: a resumed run may be given them anew (a copied
 # run folder, a re-converted star file) without a check
-RUN_LOCATIONS = ("particles", "model", "map", "datadir", "z_path", "out", "resume", "overwrite")
+RUN_LOCATIONS = ("particles", "passthrough", "model", "map", "datadir", "z_path", "out", "resume",
+                 "overwrite")
 
 
 def refuse_changes_on_resume(given: dict, saved, may_change, source: str) -> None:

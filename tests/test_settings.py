@@ -69,7 +69,8 @@ def test_settings_json_lists_every_flag_once_with_its_default(command, capsys):
     used = _defaults_from_cli(command)
     for s in doc["settings"]:
         assert set(s) == {"name", "flag", "type", "unit", "default", "default_text", "choices",
-                          "min", "max", "min_inclusive", "max_inclusive", "essential", "help"}
+                          "min", "max", "min_inclusive", "max_inclusive", "essential", "help",
+                          "words"}
         assert s["help"] and s["unit"] in (None, "Å", "px")
         if s["default_text"] == "required":
             continue

@@ -57,12 +57,15 @@ class AtomConfig(StageConfig):
     SCHEMA_VERSION = SCHEMA_VERSION
 
     # inputs and outputs
-    particles: str = _s("", "RELION star file with poses and CTF", required=True, **_E)
+    particles: str = _s("", "RELION star file or cryoSPARC .cs file with poses and CTF",
+                        required=True, **_E)
     model: str = _s("", "reference atomic model (PDB/mmCIF) docked into the consensus map",
                     required=True, **_E)
     out: str = _s("", "output folder of the run", required=True, **_E)
     datadir: str | None = _s(None, "folder that the star file's image paths are relative to",
                              default_text="the star file's folder", **_E)
+    passthrough: str | None = _s(None, "cryoSPARC input only: the job's passthrough .cs, whose "
+                                       "fields (poses, CTF) --particles lacks", default_text="none")
     map: str | None = _s(None, "consensus map the model was docked into: its origin sets the frame",
                          default_text="none: the model's coordinates are taken as they are", **_E)
     apix: float | None = _s(None, "pixel size of the particles, overriding the star file",
@@ -81,9 +84,11 @@ class AtomConfig(StageConfig):
     batch: int = _s(64, "images per optimisation step (global batch)", **_AT_LEAST_1, **_E)
     zdim: int = _s(8, "latent dimension", **_AT_LEAST_1, **_E)
     low_pass_A: float | None = _s(
-        None, "low-pass of the image loss", unit="Å",
-        default_text="auto: the resolution where FSC(model, consensus map) = 0.5, at least "
-                     "2.5 px of the training box; 10 Å without --map", **_POSITIVE, **_E)
+        10.0, "low-pass of the image loss; auto: the resolution where FSC(model, consensus "
+              "map) = 0.5, at least 2.5 px of the training box (10 Å without --map), the number "
+              "check-inputs suggests. 10 Å is the default because it trained on every seed "
+              "measured; finer low-passes can fit better but may not start (see the README)",
+        unit="Å", words=("auto",), **_POSITIVE, **_E)
     device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
                                   "is visible, else cpu)", choices=DEVICES, **_E)
     seed: int = _s(0, "random seed", **_AT_LEAST_0, **_E)

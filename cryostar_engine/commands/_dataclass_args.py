@@ -27,12 +27,22 @@ def _help(f) -> str:
         text += f" ({'; '.join(limits)})"
     if m.get("choices"):
         text += f"; one of {', '.join(m['choices'])}"
+    if m.get("words"):
+        text += f"; or {', '.join(m['words'])}"
     if m.get("required") or kind_of(f) == "bool":
         return text
     default = m.get("default_text") if f.default is None else f.default
     if isinstance(default, tuple):
         default = " ".join(str(v) for v in default)
     return f"{text} (default: {default})".replace("%", "%%")
+
+
+def _number_or_word(number, words):
+    """An argparse type taking a number or one of ``words`` (e.g. ``--low-pass auto``)."""
+    def parse(text: str):
+        return text if text in words else number(text)
+    parse.__name__ = f"{number.__name__} or {' or '.join(words)}"    # argparse's error text
+    return parse
 
 
 def add_settings_args(parser: argparse.ArgumentParser, *classes) -> None:
@@ -49,6 +59,8 @@ def add_settings_args(parser: argparse.ArgumentParser, *classes) -> None:
                 group.add_argument(flag, dest=f.name, action="store_true", default=None, help=_help(f))
                 continue
             typ = {"int": int, "float": float, "int_list": int}.get(kind, str)
+            if f.metadata.get("words"):
+                typ = _number_or_word(typ, f.metadata["words"])
             extra = {"nargs": "+"} if kind == "int_list" else {}
             if "on" in (f.metadata.get("choices") or ()):       # a bare "--compile" means on
                 extra = {"nargs": "?", "const": "on"}
