@@ -22,7 +22,7 @@ from cryostar_engine.cli import main as cli_main
 from cryostar_engine.data.particles import ParticleDataset
 from cryostar_engine.errors import InputError
 from cryostar_engine.geometry.poses import euler_to_matrix
-from cryostar_engine.io.cryosparc import load_cs, read_cryosparc, write_cs_subset
+from cryostar_engine.io.cryosparc import load_cs, read_cryosparc, write_cs_subsets
 from cryostar_engine.io.relion import read_particles
 from cryostar_engine.metrics import correlation
 from cryostar_engine.recon.backproject import Backprojector
@@ -246,9 +246,28 @@ def test_not_a_cs_file_and_foreign_passthrough(tmp_path):
 
 def test_cs_subset_is_a_row_selection(tmp_path):
     cs = _real_project(tmp_path)
-    rows = np.array([5, 0, 2018])
-    out = write_cs_subset(cs, rows, tmp_path / "subset.cs")
+    mask = np.zeros(2019, bool)
+    mask[[0, 5, 2018]] = True
+    (out, k, n), = write_cs_subsets(cs, {tmp_path / "J24" / "subset.cs": mask})
     sub = np.load(out)
-    assert sub.dtype == load_cs(cs).dtype and np.array_equal(sub, load_cs(cs)[rows])
-    meta = read_cryosparc(out, datadir=tmp_path)
-    assert np.allclose(meta.euler_deg, read_cryosparc(cs).subset(rows).euler_deg)
+    assert (k, n) == (3, 2019) and sub.dtype == load_cs(cs).dtype
+    assert np.array_equal(sub, load_cs(cs)[[0, 5, 2018]])
+    assert np.allclose(read_cryosparc(out).euler_deg, read_cryosparc(cs).subset([0, 5, 2018]).euler_deg)
+    with pytest.raises(InputError, match="the selection is empty"):
+        write_cs_subsets(cs, {tmp_path / "empty.cs": np.zeros(2019, bool)})
+    with pytest.raises(InputError, match=r"name --out \*.cs"):
+        write_cs_subsets(cs, {tmp_path / "subset.star": mask})
+
+
+def test_export_subset_of_a_cs_input_writes_a_cs(tmp_path, capsys):
+    cs = _real_project(tmp_path)
+    labels = np.arange(2019) % 3
+    np.save(tmp_path / "labels.npy", labels)
+    assert cli_main(["export-subset", "--particles", str(cs), "--labels", str(tmp_path / "labels.npy"),
+                     "--keep", "1", "--out", str(tmp_path / "J24" / "state1.cs")]) == 0
+    assert "selected 673 of 2019 particles" in capsys.readouterr().out
+    assert np.array_equal(np.load(tmp_path / "J24" / "state1.cs"), load_cs(cs)[labels == 1])
+    assert cli_main(["export-subset", "--particles", str(cs), "--labels", str(tmp_path / "labels.npy"),
+                     "--keep", "1", "--out", str(tmp_path / "state1.star")]) == 2
+    assert "a subset of a .cs input is written as .cs" in capsys.readouterr().err
+    assert not (tmp_path / "state1.star").exists()

@@ -8,6 +8,9 @@ boolean mask (--indices idx.npy | idx.txt), or by a range of PC scores (--pc 1 -
 --run RUN, in the units of the analysis figures' axes).  --invert takes the complement;
 --per-cluster writes one file per state, OUT_STEM_clusterNN.star.
 
+A cryoSPARC .cs input gives a .cs subset instead (--out *.cs): the selected rows of the
+structured array with every field unchanged (blob/path stays relative to the project folder).
+
 Image paths (rlnImageName): kept as they are when the new STAR is in the input's folder;
 otherwise rewritten as ABSOLUTE paths (found as the engine finds them: --datadir, the input
 STAR's folder and its parents, the current folder), so they resolve from anywhere.  Use
@@ -29,11 +32,13 @@ from ..analysis import (IMAGE_PATH_MODES, load_indices, load_labels, load_pc_sco
                         parse_cluster_list, read_manifest, read_star_rows, select_clusters,
                         select_pc_range, write_star_subsets)
 from ..errors import InputError
+from ..io.cryosparc import load_cs, write_cs_subsets
 from ..validate import check_output_file
 
 
 def add_args(p):
-    p.add_argument("--particles", required=True, help="input RELION .star (the one trained on)")
+    p.add_argument("--particles", required=True,
+                   help="input RELION .star or cryoSPARC .cs (the one trained on)")
     p.add_argument("--out", required=True, help="output .star (the stem, with --per-cluster)")
     sel = p.add_argument_group("selection (exactly one of --labels, --indices, --pc)")
     sel.add_argument("--labels", help="labels.npy from analyze (one state per particle)")
@@ -89,14 +94,31 @@ def _selection(args, n: int) -> dict:
     return {out: select_pc_range(scores, args.pc, *args.range)}
 
 
+def _inverted(args, subsets: dict) -> dict:
+    if not args.invert:
+        return subsets
+    if args.per_cluster:
+        raise InputError("--invert cannot be combined with --per-cluster")
+    return {k: ~m for k, m in subsets.items()}
+
+
+def _cs_main(args) -> int:
+    """A cryoSPARC .cs input gives .cs subsets: the selected rows, every field unchanged."""
+    if args.image_paths != "auto":
+        raise InputError("--image-paths applies to STAR files; a .cs subset keeps blob/path "
+                         "relative to the cryoSPARC project")
+    subsets = _inverted(args, _selection(args, len(load_cs(args.particles))))
+    for out, k, n in write_cs_subsets(args.particles, subsets):
+        print(f"selected {k} of {n} particles ({100 * k / n:.1f}%) -> {out} (.cs, blob/path unchanged)")
+    return 0
+
+
 def main(args):
     check_output_file(args.out)
+    if Path(args.particles).suffix.lower() == ".cs":
+        return _cs_main(args)
     star = read_star_rows(args.particles)
-    subsets = _selection(args, len(star))
-    if args.invert:
-        if args.per_cluster:
-            raise InputError("--invert cannot be combined with --per-cluster")
-        subsets = {k: ~m for k, m in subsets.items()}
+    subsets = _inverted(args, _selection(args, len(star)))
     results = write_star_subsets(args.particles, subsets, args.image_paths, args.datadir, star)
     for r in results:
         print(f"selected {r.n_selected} of {r.n_total} particles "

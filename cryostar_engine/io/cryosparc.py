@@ -25,10 +25,11 @@ import numpy as np
 from ..errors import InputError
 from ..geometry.poses import cryosparc_pose_to_euler
 from ..validate.star import check_3d_poses, check_pixel_sizes
+from .atomic import atomic_path
 from .mrc import stack_shape
 from .relion import DEFAULT_AMPLITUDE_CONTRAST, ParticleMetadata
 
-__all__ = ["read_cryosparc", "load_cs", "write_cs_subset"]
+__all__ = ["read_cryosparc", "load_cs", "write_cs_subsets"]
 
 POSE, SHIFT = "alignments3D/pose", "alignments3D/shift"
 CTF_FIELDS = ("ctf/df1_A", "ctf/df2_A", "ctf/accel_kv", "ctf/cs_mm")
@@ -261,17 +262,31 @@ def read_cryosparc(cs_path, passthrough=None, datadir=None, apix=None, require_p
                             euler_deg=euler, shifts_A=shifts, apix=px, box=box, notes=notes, **ctf)
 
 
-def write_cs_subset(cs_path, rows, out) -> Path:
-    """Write the rows ``rows`` (0-based, in that order) of ``cs_path`` as a new ``.cs`` file.
+def write_cs_subsets(cs_path, subsets: dict) -> list[tuple[Path, int, int]]:
+    """Write one ``.cs`` per ``{out_path: mask (N,) bool}``: the selected rows of ``cs_path``,
+    every field unchanged and in the original order (``blob/path`` stays relative to the
+    cryoSPARC project folder).  All are checked before any is written; returns
+    ``[(out, n_selected, n_total)]``.
 
-    Every field is copied unchanged (a row selection of the structured array), so cryoSPARC's
-    'Import Result Group' or any ``.cs`` reader takes it like the original.
+    Raises
+    ------
+    InputError : an output that is not ``.cs`` or is the input, a mask of the wrong length, or
+        an empty selection.
     """
     table = load_cs(cs_path)
-    rows = np.asarray(rows, dtype=np.int64)
-    if rows.size and (rows.min() < 0 or rows.max() >= len(table)):
-        raise InputError(f"{cs_path}: selected row {int(rows.max()) + 1} is beyond its {len(table)} rows")
-    out = Path(out)
-    with open(out, "wb") as f:                 # np.save on a path would append '.npy'
-        np.save(f, table[rows], allow_pickle=False)
-    return out
+    n, plans = len(table), []
+    for out, mask in subsets.items():
+        out, mask = Path(out), np.asarray(mask)
+        if out.suffix.lower() != ".cs":
+            raise InputError(f"{out}: a subset of a .cs input is written as .cs; name --out *.cs")
+        if out.resolve() == Path(cs_path).resolve():
+            raise InputError(f"{out}: is the input .cs file; choose another --out")
+        if mask.shape != (n,) or mask.dtype != bool:
+            raise InputError(f"{out}: selection has shape {mask.shape}, the .cs file {n} particles")
+        if not mask.any():
+            raise InputError(f"{out}: the selection is empty (0 of {n} particles); nothing written")
+        plans.append((out, np.flatnonzero(mask)))
+    for out, rows in plans:
+        with atomic_path(out) as tmp, open(tmp, "wb") as f:     # np.save on a path adds '.npy'
+            np.save(f, table[rows], allow_pickle=False)
+    return [(out, len(rows), n) for out, rows in plans]
