@@ -119,6 +119,12 @@ def cs_file(env, d):
     return d / "particles.cs"
 
 
+def npy_named_star(env, d):
+    """A cryoSPARC-like structured array saved under a .star name."""
+    cs_file(env, d).rename(d / "particles.star")
+    return d / "particles.star"
+
+
 def pickle_file(env, d):
     (d / "poses.pkl").write_bytes(pickle.dumps((np.eye(3), np.zeros(2))))
     return d / "poses.pkl"
@@ -148,7 +154,8 @@ STAR_CASES = {
                    "pixel size 0 Å (particle row 1) must be positive"),
     "2d-poses": (star_edit(lambda o, p: (o, p.assign(rlnAngleRot=0.0, rlnAngleTilt=0.0))),
                  "2-D (in-plane) poses"),
-    "cryosparc-cs": (cs_file, "this is a cryoSPARC .cs file; export it to a RELION STAR file"),
+    "cryosparc-cs-without-paths": (cs_file, "particles.cs: missing field(s) blob/path; pass --passthrough"),
+    "numpy-named-star": (npy_named_star, "this is a NumPy array (a cryoSPARC .cs file?), not a STAR file"),
     "pickle": (pickle_file, "Python pickle"),
     "no-pose-column": (star_edit(lambda o, p: (o, p.drop(columns=["rlnAngleTilt"]))),
                        "missing pose column(s) rlnAngleTilt"),
@@ -469,7 +476,8 @@ OPTION_CASES = [
         str(latent(np.array([0, 1]))(env, d)), "--out", str(d / "out.star")], "twice"),
     ("export-subset:cs-file", lambda env, d: [
         "export-subset", "--particles", str(cs_file(env, d)), "--indices",
-        str(latent(np.array([0, 1]))(env, d)), "--out", str(d / "out.star")], "cryoSPARC .cs file"),
+        str(latent(np.array([0, 1]))(env, d)), "--out", str(d / "out.star")],
+     "out.star: a subset of a .cs input is written as .cs; name --out *.cs"),
 ]
 CASES += OPTION_CASES
 

@@ -63,8 +63,8 @@ READ = {   # file: (particles, box px, pixel size Å, fragment of a note or None
 REFUSED = {
     "cryodrgn_empiar_10076_7.star": "missing pose column(s) rlnAngleRot, rlnAngleTilt, rlnAnglePsi",
     "cryodrgn_toy_projections_13.star": "missing pose column(s)",
-    "cryodrgn_cryosparc_J2_particles_exported.cs":
-        "this is a cryoSPARC .cs file; export it to a RELION STAR file first",
+    "cryodrgn_cryosparc_J2_particles_exported.cs":     # read as .cs (io/cryosparc.py): 2-D only
+        "no 3-D poses (field alignments3D/pose): pass --passthrough",
     "aspire_rln_proj_64_shifted.star": "missing CTF column(s) rlnDefocusU, rlnDefocusV",
     "aspire_sample_incomplete_ctf_params.star": "no _rlnVoltage in data_particles or data_optics",
     "starfile_one_loop.star": "missing CTF column(s)",

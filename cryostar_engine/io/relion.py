@@ -246,7 +246,7 @@ def _optics_values(particles, optics, star_path, amplitude_contrast, notes) -> d
 
 
 def read_particles(star_path, datadir=None, apix=None, require_poses=True,
-                   amplitude_contrast=None) -> ParticleMetadata:
+                   amplitude_contrast=None, passthrough=None) -> ParticleMetadata:
     """Read a RELION star file and check it against its image stacks.
 
     Parameters
@@ -257,12 +257,20 @@ def read_particles(star_path, datadir=None, apix=None, require_poses=True,
     require_poses : fail when the angle columns are missing (or hold 2-D poses only).
     amplitude_contrast : overrides the star file's ``rlnAmplitudeContrast`` (optional); when the
         file has none, RELION's 0.1 is used with a note.
+    passthrough : a cryoSPARC job's passthrough ``.cs`` (only with a ``.cs`` particles file, which
+        is read by :func:`cryostar_engine.io.cryosparc.read_cryosparc`).
 
     Raises
     ------
     InputError : with a one-line message naming the file, row or column.
     """
     star_path = Path(star_path)
+    if star_path.suffix.lower() == ".cs":
+        from .cryosparc import read_cryosparc
+        return read_cryosparc(star_path, passthrough, datadir=datadir, apix=apix,
+                              require_poses=require_poses, amplitude_contrast=amplitude_contrast)
+    if passthrough is not None:
+        raise InputError(f"--passthrough goes with a cryoSPARC .cs --particles file, not {star_path.name}")
     optics, particles = read_star_tables(star_path)
     _require(particles, ["rlnImageName"], star_path, "image")
     _require(particles, CTF_COLUMNS, star_path, "CTF")

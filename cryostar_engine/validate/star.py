@@ -33,16 +33,19 @@ _NUMPY_MAGIC = b"\x93NUMPY"
 
 
 def refuse_foreign_format(path: Path) -> None:
-    """Refuse, in one line, metadata files of other programs given where a STAR file is needed."""
+    """Refuse, in one line, metadata files of other programs given where a STAR file is needed
+    (``read_particles`` reads ``.cs`` files itself, before this)."""
     try:
         with open(path, "rb") as f:
             head = f.read(8)
     except OSError as err:
         raise InputError(f"{path}: cannot read the file ({err.strerror})") from None
-    if path.suffix.lower() == ".cs" or head.startswith(_NUMPY_MAGIC):
-        raise InputError(f"{path}: this is a cryoSPARC .cs file; export it to a RELION STAR file "
-                         "first (e.g. pyem's csparc2star.py, or cryoSPARC's 'Export' job), native "
-                         ".cs reading is not supported yet")
+    if path.suffix.lower() == ".cs":
+        raise InputError(f"{path}: this is a cryoSPARC .cs file and this input needs a RELION STAR "
+                         "file; export it (e.g. pyem's csparc2star.py)")
+    if head.startswith(_NUMPY_MAGIC):
+        raise InputError(f"{path}: this is a NumPy array (a cryoSPARC .cs file?), not a STAR file; "
+                         "give a cryoSPARC particles file with its .cs suffix, or a RELION STAR file")
     if head.startswith(b"\x80"):
         raise InputError(f"{path}: this is a Python pickle (e.g. cryoDRGN poses), not a STAR "
                          "file; give the RELION STAR file of the particles")
