@@ -638,3 +638,23 @@ def test_out_of_the_wrong_kind_is_refused_and_left_untouched(env, tmp_path, caps
     _assert_one_line(err, fragment)
     assert (out.read_text() if kind == "file" else (out / "keep.txt").read_text()) == "precious\n"
     assert kind == "file" or sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+
+
+def test_nan_pixels_outside_the_sample_of_a_streamed_stack_are_still_found(tmp_path, capsys):
+    """A stack streamed from disk (--max-cache-gb 0) is sampled when the dataset is built (256 of
+    384 images, not row 30); every image read later is checked too (here when stage 1 measures
+    the image scale, before its run folder exists): one line, nothing written.  (A check that
+    fires after the folder exists removes it: the train-density NaN cases of the matrix.)"""
+    images = mrcfile.read(ADK_STAR.parent / "particles.mrcs").copy()
+    images[29, 10, 10] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mrcfile.write(tmp_path / "particles.mrcs", images)
+    shutil.copy(ADK_STAR, tmp_path / "particles.star")
+    out = tmp_path / "run"
+    status, err = _run(["train-atom", "--particles", tmp_path / "particles.star", "--model", ADK_REF,
+                        "--epochs", "1", "--batch", "64", "--box", "24", "--low-pass", "8",
+                        "--threads", "1", "--max-cache-gb", "0", "--out", out], capsys)
+    assert status == 2
+    _assert_one_line(err, "image 30 (star row 30) holds NaN or Inf pixels")
+    assert not out.exists()
