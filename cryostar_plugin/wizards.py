@@ -11,7 +11,7 @@ class CryoStarLowPassWizard(Wizard):
     """Fill 'Low-pass (Å)' with the engine's suggestion for the current inputs: the resolution
     where the FSC between the reference model's bead density and the consensus map falls to
     0.5, and at least 2.5 pixels of the training box (``cryostar-engine inspect-model``; the
-    same number the engine uses when the field is left empty)."""
+    number ``--low-pass auto`` resolves to and ``check inputs`` reports)."""
     _targets = [(ProtCryoStarTrainAtom, ["lowPass"])]
 
     def show(self, form, *params):

@@ -209,9 +209,8 @@ class ProtCryoStarSubset(ProtCryoStarBase, ProtProcessParticles):
         """The selection in words, e.g. "k-means states 2 and 5", "every k-means state, one set
         each", "PC1 scores from -1 to 0.5"; "(the others)" appended when inverted."""
         if self.selectBy.get() == SELECT_CLUSTERS:
-            chosen = self._getChosenClusters() if self.isFinished() else \
-                parseClusterList(self.clusters.get())
-            if not parseClusterList(self.clusters.get()):
+            chosen = parseClusterList(self.clusters.get())
+            if not chosen:
                 what = "every k-means state"
             else:
                 what = ("k-means state " if len(chosen) == 1 else "k-means states ") + \

@@ -42,7 +42,8 @@ ESSENTIAL = [
     S("zDim", "zdim", "Latent dimension",
       "The size of each particle's latent vector z (the conformational coordinates)."),
     S("lowPass", "low_pass_A", "Low-pass (Å)",
-      "The wizard shows the engine's suggestion for these inputs."),
+      "The form takes a number: its wizard fills in the automatic value ('auto') that the "
+      "engine computes for these inputs."),
     S("doInvert", "invert_contrast", "Invert contrast?",
       "Yes for dark particles (protein black); RELION-extracted particles are white. 'check "
       "inputs' warns when the back-projection anti-correlates with the map."),

@@ -99,7 +99,9 @@ class TestCryoStarForms(BaseTest):
             prot = self.newProtocol(cls)
             self.assertFalse(hasattr(prot, "doDownsample"))
             self.assertIsNone(prot.boxSize.get())
-        self.assertIsNone(self.newProtocol(ProtCryoStarTrainAtom).lowPass.get())
+        # the low-pass has the engine's number (10 Å); its automatic value is a word the form
+        # does not take: the wizard fills in the engine's suggestion instead
+        self.assertEqual(self.newProtocol(ProtCryoStarTrainAtom).lowPass.get(), 10.0)
 
     def test_advanced_tab_has_fields_at_the_normal_level(self):
         for cls in (ProtCryoStarTrainAtom, ProtCryoStarTrainDensity):
@@ -113,11 +115,13 @@ class TestCryoStarForms(BaseTest):
             self.assertIn("Training", inputNames)
 
     def test_help_text_builder(self):
-        spec = atom.ESSENTIAL[3]          # low-pass: an automatic default
-        text = formHelp(spec, ATOM, atom.SPECS)
-        self.assertTrue(text.startswith("Low-pass of the image loss."))
-        self.assertIn("Empty (automatic): the resolution where FSC(model, consensus map) = 0.5",
-                      text)
+        text = formHelp(atom.ESSENTIAL[0], ATOM, atom.SPECS)     # box: an automatic default
+        self.assertTrue(text.startswith("Working box (Fourier-cropped particles)"))
+        self.assertIn("Empty (automatic): the smallest box that keeps every frequency up to "
+                      "the low-pass", text)
+        self.assertIn("Allowed: at least 16.", text)
+        text = formHelp(atom.ESSENTIAL[3], ATOM, atom.SPECS)     # low-pass
+        self.assertTrue(text.startswith("Low-pass of the image loss"))
         self.assertIn("'Consensus map (optional)'", text)     # not --map
         self.assertEqual(toLabels("suggested --low-pass 5 Å; use --lr-schedule", atom.SPECS,
                                   ATOM),

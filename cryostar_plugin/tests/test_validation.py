@@ -14,7 +14,7 @@ from pwem.protocols import ProtImportPdb
 from cryostar_plugin.protocols import (ProtCryoStarAnalyze, ProtCryoStarSubset,
                                        ProtCryoStarTrainAtom, ProtCryoStarTrainDensity)
 from cryostar_plugin.protocols.protocol_subset import clusterOutputName, parseClusterList
-from cryostar_plugin.tests.shared_project import MAP, MODEL, TRAIN, WATERS, SharedChainTest
+from cryostar_plugin.tests.shared_project import MAP, TRAIN, WATERS, SharedChainTest
 
 class TestCryoStarClusterList(unittest.TestCase):
     def test_parse(self):
