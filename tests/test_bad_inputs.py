@@ -499,6 +499,11 @@ WRONG_OUT = [
     ("eval-atom:out-is-folder", "folder", lambda env, d: [
         "eval-atom", "--run", str(env.atom_run), "--z", str(latent(np.zeros((2, ATOM_ZDIM), np.float32))(env, d)),
         "--out", str(d / "out")], "is a folder; --out names the output file"),
+    ("eval-atom:out-inside-a-file", "file", lambda env, d: [
+        "eval-atom", "--run", str(env.atom_run), "--z", str(latent(np.zeros((2, ATOM_ZDIM), np.float32))(env, d)),
+        "--out", str(d / "out" / "models.pdb")], "out is a file, not a folder; choose another --out"),
+    ("check-inputs:out-inside-a-file", "file", lambda env, d: check_inputs(env, d)   # last --out wins
+     + ["--out", str(d / "out" / "check")], "out is a file, not a folder; choose another --out"),
     ("export-subset:out-is-folder", "folder", lambda env, d: [
         "export-subset", "--particles", str(env.star), "--indices",
         str(latent(np.array([0, 1]))(env, d)), "--out", str(d / "out")],
