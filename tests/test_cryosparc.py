@@ -122,7 +122,7 @@ def star_route():
 def test_cs_reads_like_the_star(tmp_path, star_route):
     meta_star, _ = star_route
     cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path)
-    meta = read_cryosparc(cs, datadir=tmp_path)
+    meta = read_particles(cs, datadir=tmp_path)
     assert len(meta) == len(meta_star) == 384 and meta.box == 48 and meta.apix == pytest.approx(2.0)
     assert np.abs(euler_to_matrix(meta.euler_deg) - euler_to_matrix(meta_star.euler_deg)).max() < 1e-5
     assert np.allclose(meta.shifts_A, meta_star.shifts_A, atol=1e-5)
@@ -138,8 +138,8 @@ def test_passthrough_is_joined_on_uid(tmp_path, star_route):
     cs, passthrough = write_cs_from_star(SIM / "particles.star", tmp_path, split=True)
     with pytest.raises(InputError, match=r"no 3-D poses \(field alignments3D/pose\): pass "
                                          r"--passthrough <the job's passthrough .cs>"):
-        read_cryosparc(cs, datadir=tmp_path)
-    meta = read_cryosparc(cs, passthrough, datadir=tmp_path)
+        read_particles(cs, datadir=tmp_path)
+    meta = read_particles(cs, datadir=tmp_path, passthrough=passthrough)
     assert np.abs(euler_to_matrix(meta.euler_deg) - euler_to_matrix(meta_star.euler_deg)).max() < 1e-5
     assert np.allclose(meta.shifts_A, meta_star.shifts_A, atol=1e-5)
 
@@ -147,7 +147,7 @@ def test_passthrough_is_joined_on_uid(tmp_path, star_route):
 def test_backprojection_equals_the_star_route(tmp_path, star_route):
     meta_star, bp_star = star_route
     cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path)
-    cc = correlation(_backprojection(read_cryosparc(cs, datadir=tmp_path)), bp_star)
+    cc = correlation(_backprojection(read_particles(cs, datadir=tmp_path)), bp_star)
     assert cc >= 0.99
 
 
@@ -155,7 +155,7 @@ def test_backprojection_equals_the_star_route(tmp_path, star_route):
 def test_a_wrong_convention_changes_the_backprojection(tmp_path, star_route, fault):
     _, bp_star = star_route
     cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path, **{fault: True})
-    cc = correlation(_backprojection(read_cryosparc(cs, datadir=tmp_path)), bp_star)
+    cc = correlation(_backprojection(read_particles(cs, datadir=tmp_path)), bp_star)
     assert cc < 0.9, cc
 
 
@@ -271,3 +271,21 @@ def test_export_subset_of_a_cs_input_writes_a_cs(tmp_path, capsys):
                      "--keep", "1", "--out", str(tmp_path / "state1.star")]) == 2
     assert "a subset of a .cs input is written as .cs" in capsys.readouterr().err
     assert not (tmp_path / "state1.star").exists()
+
+
+def test_train_atom_runs_on_a_cs_with_its_passthrough(tmp_path, monkeypatch):
+    """The whole stage-1 input path (dataset, reference, signal check, steps) takes a .cs input;
+    the run's config records both files."""
+    import json
+    cs, passthrough = write_cs_from_star(SIM / "particles.star", tmp_path, split=True)
+    monkeypatch.setenv("CRYOSTAR_TEST_STOP_AFTER_STEPS", "2")
+    run = tmp_path / "run"
+    assert cli_main(["train-atom", "--particles", str(cs), "--passthrough", str(passthrough),
+                     "--datadir", str(tmp_path), "--model", str(ROOT / "data" / "adk_models" /
+                                                              "adk_ref_frame048.pdb"),
+                     "--map", str(SIM / "ideal_map_frame048.mrc"), "--box", "24", "--batch", "16",
+                     "--compile", "off", "--out", str(run)]) == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["particles"] == str(cs) and config["passthrough"] == str(passthrough)
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["step"] == 2 and manifest["particles"] == 384

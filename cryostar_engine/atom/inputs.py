@@ -60,7 +60,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     if not 0.0 <= cfg.lr_final_fraction <= 1.0:
         raise InputError(f"--lr-final-fraction must lie in [0, 1], got {cfg.lr_final_fraction:g}")
     meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix,
-                          amplitude_contrast=getattr(cfg, "amplitude_contrast", None))
+                          amplitude_contrast=getattr(cfg, "amplitude_contrast", None),
+                          passthrough=getattr(cfg, "passthrough", None))
     map_data = read_map(cfg.map) if cfg.map else None
     reference = load_reference(cfg.model, meta.box, meta.apix, map_data, cfg.map)
     low_pass, low_pass_source = resolve_low_pass(getattr(cfg, "low_pass_A", None), reference.beads,

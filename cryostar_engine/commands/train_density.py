@@ -27,7 +27,7 @@ from ..settings import apply_test_hooks, refuse_changes_on_resume
 from ..train.rundir import discard_on_failure
 from ._dataclass_args import add_settings_args, given_settings, print_settings_json
 
-PATHS = ("particles", "z_path", "datadir", "map")
+PATHS = ("particles", "passthrough", "z_path", "datadir", "map")
 
 
 def add_args(p):

@@ -70,12 +70,15 @@ class DensityConfig(StageConfig):
     SCHEMA_VERSION = SCHEMA_VERSION
     LEGACY_NAMES = {"batch_size": "batch"}
 
-    particles: str = _s(help="RELION star file with poses and CTF (the stage-1 one)",
+    particles: str = _s(help="RELION star file or cryoSPARC .cs file with poses and CTF "
+                             "(the stage-1 one)",
                         required=True, **_E)
     z_path: str = _s(help="latents (N, zdim) .npy, one row per star row (stage-1 RUN/z.npy)",
                      flag="--z", required=True, **_E)
     datadir: str | None = _s(None, "folder that the star file's image paths are relative to",
                              default_text="the star file's folder", **_E)
+    passthrough: str | None = _s(None, "cryoSPARC input only: the job's passthrough .cs, whose "
+                                       "fields (poses, CTF) --particles lacks", default_text="none")
     amplitude_contrast: float | None = _s(None, "amplitude contrast of the CTF, replacing the star "
                                                 "file's", default_text=Q0_DEFAULT_TEXT,
                                           min=0, max=1, max_inclusive=False)
