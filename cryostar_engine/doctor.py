@@ -133,7 +133,9 @@ def plan_report(particles, model, map_path=None, box=None, batch=None, datadir=N
     meta = read_particles(particles, datadir=datadir, **kwargs)
     map_data = read_map(map_path) if map_path else None
     beads = load_reference(model, meta.box, meta.apix, map_data, map_path).beads
-    low_pass, source = resolve_low_pass(None, beads, map_data, meta.box, meta.apix, box)
+    default = AtomConfig().low_pass_A                  # train-atom's default (a number or "auto")
+    low_pass, source = resolve_low_pass(default, beads, map_data, meta.box, meta.apix, box)
+    source = "train-atom's default" if source == "set" else source
     chosen_box = box or default_box(meta.box, meta.apix, low_pass)
     batch = batch or AtomConfig().batch
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))

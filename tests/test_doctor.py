@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from cryostar_engine.atom.config import AtomConfig
+from cryostar_engine.atom.inputs import default_box
 from cryostar_engine.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -50,10 +52,11 @@ def test_planned_run_estimate_for_the_bundled_data(capsys):
                      "--batch", "16"]) == 0
     plan = json.loads(capsys.readouterr().out)["plan"]
     assert plan["particles"] == 384 and plan["beads"] == 214 and plan["batch"] == 16
-    assert plan["box_px"] == 48 and plan["steps_per_epoch"] == 24
+    train_atom_box = default_box(48, 2.0, AtomConfig().low_pass_A)    # train-atom without --box
+    assert plan["box_px"] == train_atom_box and plan["steps_per_epoch"] == 24
     assert 0 < plan["seconds_per_epoch"] < math.inf
     assert plan["seconds_per_epoch"] == pytest.approx(24 * plan["seconds_per_step"])
-    assert 0 < plan["memory_GiB"] < 8 and plan["recommended"]["box_px"] == 48
+    assert 0 < plan["memory_GiB"] < 8 and plan["recommended"]["box_px"] == train_atom_box
 
 
 def test_planned_run_needs_both_inputs(capsys):
