@@ -41,6 +41,14 @@ def _gpus() -> list[dict]:
     return out
 
 
+def _scipion() -> dict:
+    """Scipion in this environment, from package metadata only (the engine never imports it):
+    pyworkflow's version and whether ``cryostar_plugin`` is registered as a Scipion plugin."""
+    plugins = {e.name for e in metadata.entry_points(group="pyworkflow.plugin")}
+    return {"pyworkflow": _version("scipion-pyworkflow"),
+            "plugin_registered": "cryostar_plugin" in plugins}
+
+
 def environment_report() -> dict:
     """The machine and software report (see the module docstring); JSON-serialisable."""
     from . import __version__
@@ -55,6 +63,7 @@ def environment_report() -> dict:
         "cpu": {"threads_available": threads, "torch_threads": torch.get_num_threads(),
                 "bf16_native": bool(cpu_has_native_bf16())},
         "packages": {name: _version(name) for name in PACKAGES},
+        "scipion": _scipion(),
     }
 
 
@@ -178,6 +187,10 @@ def format_doctor(env: dict, plan: dict | None = None) -> str:
     names = [f"{k} {v or 'MISSING'}" for k, v in env["packages"].items()]
     lines += [("Packages    " if i == 0 else " " * 12) + ", ".join(names[i:i + 4])
               for i in range(0, len(names), 4)]
+    sc = env["scipion"]
+    lines.append(f"Scipion     " + (f"pyworkflow {sc['pyworkflow']}; cryostar_plugin "
+                                    f"{'registered' if sc['plugin_registered'] else 'NOT registered'}"
+                                    if sc["pyworkflow"] else "not in this environment (engine only)"))
     if plan:
         mem = "measured" if plan["memory_measured"] else "estimated"
         lines += [f"Plan        {plan['particles']} particles, {plan['beads']} beads, batch {plan['batch']} "

@@ -43,6 +43,9 @@ def test_machine_report_json():
     assert set(rep["packages"]) == {"numpy", "scipy", "mrcfile", "starfile", "biopython",
                                     "scikit-learn", "matplotlib"}
     assert all(rep["packages"][k] for k in ("numpy", "mrcfile", "starfile", "biopython"))
+    from importlib import metadata
+    registered = any(e.name == "cryostar_plugin" for e in metadata.entry_points(group="pyworkflow.plugin"))
+    assert rep["scipion"]["plugin_registered"] == registered
     assert seconds < 5.0 + 5.0       # under 5 s on the CPU, plus slack for a loaded test machine
 
 
