@@ -53,7 +53,8 @@ def load_latents(path, n_rows: int | None = None, star=None, z_dim: int | None =
 def load_inputs(config: DensityConfig) -> DensityInputs:
     """Read the star file and the latents and check that they belong together (no output)."""
     meta = read_particles(config.particles, datadir=config.datadir,
-                          amplitude_contrast=getattr(config, "amplitude_contrast", None))
+                          amplitude_contrast=getattr(config, "amplitude_contrast", None),
+                          passthrough=getattr(config, "passthrough", None))
     z = load_latents(config.z_path, n_rows=len(meta), star=config.particles)
     box = working_box(meta.box, config.box)
     return DensityInputs(meta=meta, z=z, box=box, apix=meta.apix * meta.box / box)
