@@ -289,3 +289,26 @@ def test_train_atom_runs_on_a_cs_with_its_passthrough(tmp_path, monkeypatch):
     assert config["particles"] == str(cs) and config["passthrough"] == str(passthrough)
     manifest = json.loads((run / "manifest.json").read_text())
     assert manifest["step"] == 2 and manifest["particles"] == 384
+
+
+def test_check_inputs_reports_the_same_for_cs_and_star(tmp_path, capsys):
+    """check-inputs (particle summary, back-projection against the map) on the .cs equals the
+    STAR route's."""
+    import json
+    cs, _ = write_cs_from_star(SIM / "particles.star", tmp_path)
+    reports = []
+    for name, particles in (("star", SIM / "particles.star"), ("cs", cs)):
+        assert cli_main(["check-inputs", "--particles", str(particles), "--datadir", str(tmp_path),
+                         "--model", str(ROOT / "data" / "adk_models" / "adk_ref_frame048.pdb"),
+                         "--map", str(SIM / "ideal_map_frame048.mrc"),
+                         "--out", str(tmp_path / name)]) == 0
+        reports.append(json.loads((tmp_path / name / "report.json").read_text()))
+    star, cs_report = reports
+    assert cs_report["backprojection"]["correlation_lowpass"] == pytest.approx(
+        star["backprojection"]["correlation_lowpass"], abs=1e-6)
+    assert star["backprojection"]["correlation_lowpass"] > 0.9
+    for key in ("count", "box_px", "apix_A", "defocus_A"):
+        assert cs_report["particles"][key] == pytest.approx(star["particles"][key], rel=1e-6), key
+    for cs_group, star_group in zip(cs_report["particles"]["optics_groups"],
+                                    star["particles"]["optics_groups"], strict=True):
+        assert cs_group == pytest.approx(star_group, rel=1e-6)
