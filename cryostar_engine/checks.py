@@ -42,6 +42,8 @@ class CheckConfig:
     max_particles: int = 5000     # back-projection subset
     max_box: int = 128            # check box (Fourier-cropped)
     seed: int = 0
+    amplitude_contrast: float | None = None   # overrides the star file's (None: it, or 0.1)
+    passthrough: str | None = None            # cryoSPARC passthrough .cs (poses/CTF)
 
 
 def _particle_summary(meta: ParticleMetadata) -> dict:
@@ -93,7 +95,8 @@ def _backproject(ds: ParticleDataset, rows: np.ndarray) -> torch.Tensor:
 
 def check_inputs(cfg: CheckConfig) -> dict:
     """Validate the inputs of a training run and return the report (see module docstring)."""
-    meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix)
+    meta = read_particles(cfg.particles, datadir=cfg.datadir, apix=cfg.apix,
+                          amplitude_contrast=cfg.amplitude_contrast, passthrough=cfg.passthrough)
     map_data = read_map(cfg.map) if cfg.map else None
     ref = load_reference(cfg.model, meta.box, meta.apix, map_data, cfg.map)
     box = min(meta.box, cfg.max_box)

@@ -105,11 +105,17 @@ def inspect_model(model_path, box: int, apix: float, map_path=None,
 
     ``frame.error`` is one line when training would refuse the model (or the map), else None;
     ``low_pass`` is :func:`~cryostar_engine.lowpass.suggest_low_pass` when a map of the
-    particles' size is given, else None; ``default_box`` is the box train-atom picks when
-    neither box nor low-pass is set.
+    particles' size is given, else None; ``default_low_pass_A`` and ``default_box`` are the
+    low-pass and box train-atom uses when neither is set.
     """
+    from dataclasses import fields
+
     from . import __version__
+    from .atom.config import AtomConfig
     from .atom.inputs import default_box
+
+    def fields_by_name(cls):
+        return {f.name: f for f in fields(cls)}
     from .io.mrc import read_map
     from .lowpass import resolve_low_pass, suggest_low_pass
 
@@ -121,7 +127,9 @@ def inspect_model(model_path, box: int, apix: float, map_path=None,
     size_ok = map_data is not None and map_size_problem(
         map_data.data.shape[-1], map_data.voxel_size_A, box, apix) is None
     low_pass = suggest_low_pass(beads, map_data, box, apix, train_box) if size_ok else None
-    auto, _ = resolve_low_pass(None, beads, map_data if size_ok else None, box, apix)
+    default_low_pass = fields_by_name(AtomConfig)["low_pass_A"].default     # train-atom's
+    resolved, _ = resolve_low_pass(default_low_pass, beads, map_data if size_ok else None, box,
+                                   apix)
     return {
         "schema": "cryostar-inspect/1", "engine_version": __version__,
         "model": {"atoms": _count_atoms(model_path), "beads": len(beads),
@@ -132,5 +140,6 @@ def inspect_model(model_path, box: int, apix: float, map_path=None,
         "low_pass": None if low_pass is None else {
             "fsc05_A": low_pass.fsc05_A, "floor_A": low_pass.floor_A,
             "suggested_A": low_pass.suggested_A},
-        "default_box": default_box(int(box), float(apix), auto),
+        "default_low_pass_A": resolved,
+        "default_box": default_box(int(box), float(apix), resolved),
     }

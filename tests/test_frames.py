@@ -5,8 +5,10 @@ import json
 
 import numpy as np
 import pytest
-from conftest import ADK_MAP, ADK_REF
+from conftest import ADK_MAP, ADK_REF, ADK_STAR
 
+from cryostar_engine.atom.config import AtomConfig
+from cryostar_engine.atom.inputs import load_atom_inputs
 from cryostar_engine.cli import main as cli
 from cryostar_engine.geometry.frames import Frame
 from cryostar_engine.io import read_map
@@ -36,7 +38,13 @@ def test_centred_map_gives_no_shift_and_the_low_pass(capsys):
     assert f["source"] == "map" and f["error"] is None and f["shift_A"] == [0.0, 0.0, 0.0]
     assert np.abs(f["centre_A"]).max() < 1.0
     assert set(r["low_pass"]) == {"fsc05_A", "floor_A", "suggested_A"}
-    assert r["low_pass"]["suggested_A"] == 5.0 and r["default_box"] == 48
+    assert r["low_pass"]["suggested_A"] == 5.0
+    # train-atom's defaults, not the suggestion: 10 Å, so a 24-px box (what a run without --box
+    # and --low-pass trains at; inspect-model said 48 when it used the suggestion instead)
+    assert (r["default_low_pass_A"], r["default_box"]) == (10.0, 24)
+    inputs = load_atom_inputs(AtomConfig(particles=str(ADK_STAR), model=str(ADK_REF),
+                                         map=str(ADK_MAP), out="unused"))
+    assert (inputs.low_pass_A, inputs.dataset.box) == (10.0, 24)
 
 
 def test_corner_origin_map_is_followed_and_its_frame_overlays_it(capsys, corner):
@@ -127,4 +135,5 @@ def test_inspect_model_text_names_the_error_and_the_low_pass(capsys, corner):
     assert cli(["inspect-model", "--model", str(ADK_REF), "--map", str(ADK_MAP), "--box", "48",
                 "--apix", "2", "--train-box", "24"]) == 0
     out = capsys.readouterr().out
-    assert "Low-pass  suggested 10.0 Å" in out and "ERROR" not in out and "Box       48 px" in out
+    assert "Low-pass  suggested 10.0 Å" in out and "ERROR" not in out
+    assert "Box       24 px by default (at train-atom's default low-pass, 10 Å)" in out

@@ -8,7 +8,7 @@ outside the box, or when the map is not the particles' size.  With --json it pri
 
   {"schema", "engine_version", "model": {"atoms", "beads", "chains"},
    "frame": {"shift_A", "centre_A", "source": "map"|"as-is", "error", "notes"},
-   "low_pass": {"fsc05_A", "floor_A", "suggested_A"} or null, "default_box"}
+   "low_pass": {"fsc05_A", "floor_A", "suggested_A"} or null, "default_low_pass_A", "default_box"}
 
 It exits 0 even when frame.error is set, and 2 (one line) when a file cannot be read.
 
@@ -46,7 +46,8 @@ def main(args):
     if lp is not None:
         print(f"Low-pass  suggested {lp['suggested_A']:.1f} Å (FSC(model, map) = 0.5 at "
               f"{lp['fsc05_A']:.1f} Å, floor {lp['floor_A']:.1f} Å)")
-    print(f"Box       {report['default_box']} px by default")
+    print(f"Box       {report['default_box']} px by default (at train-atom's default low-pass, "
+          f"{report['default_low_pass_A']:g} Å)")
     if f["error"]:
         print(f"ERROR     {f['error']}")
     return 0
