@@ -131,6 +131,14 @@ def test_cs_reads_like_the_star(tmp_path, star_route):
         assert np.allclose(getattr(meta, key), getattr(meta_star, key), rtol=1e-6, atol=1e-4), key
     assert np.array_equal(meta.image_indices, meta_star.image_indices)
     assert meta.image_paths[0] == tmp_path / "J7" / "extract" / "particles.mrcs"
+    moved = tmp_path / "a" / "b"                   # the stacks' own folder as --datadir
+    moved.mkdir(parents=True)
+    shutil.copy(cs, moved / cs.name)
+    assert read_particles(moved / cs.name, datadir=tmp_path / "J7" / "extract").image_paths[0] == \
+        tmp_path / "J7" / "extract" / "particles.mrcs"
+    with pytest.raises(InputError, match=r"row 1: image stack 'J7/extract/particles.mrcs' \(blob/path\) "
+                                         r"not found .*pass --datadir <the cryoSPARC project folder>"):
+        read_particles(moved / cs.name)
 
 
 def test_passthrough_is_joined_on_uid(tmp_path, star_route):

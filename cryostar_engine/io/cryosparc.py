@@ -100,7 +100,7 @@ def _require(fields: dict, names, path: Path, hint: str) -> None:
 
 def _resolve(text: str, path: Path, datadir) -> Path | None:
     rel = Path(text)
-    candidates = [Path(datadir) / rel] if datadir is not None else []
+    candidates = [Path(datadir) / rel, Path(datadir) / rel.name] if datadir is not None else []
     if rel.is_absolute():
         candidates.append(rel)
     base = path.resolve().parent            # a job folder sits one level below the project
@@ -230,8 +230,9 @@ def read_cryosparc(cs_path, passthrough=None, datadir=None, apix=None, require_p
     cs_path : the job's particles ``.cs`` file; its rows set the particle order.
     passthrough : the job's passthrough ``.cs`` (optional): fields the first file lacks
         (poses, CTF, image paths) are taken from it, matched on ``uid``.
-    datadir : the cryoSPARC project folder that ``blob/path`` is relative to (default: the
-        ``.cs`` file's folder and its parent, i.e. the project when the file is in its job folder).
+    datadir : the cryoSPARC project folder that ``blob/path`` is relative to, or the folder
+        holding the stacks themselves (default: the ``.cs`` file's folder and its parent, i.e.
+        the project when the file is in its job folder).
     apix, require_poses, amplitude_contrast : as :func:`~cryostar_engine.io.relion.read_particles`.
 
     Raises
