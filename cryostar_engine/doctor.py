@@ -18,6 +18,8 @@ from importlib import metadata
 import numpy as np
 import torch
 
+from .errors import InputError
+
 __all__ = ["environment_report", "plan_report", "time_stage1_steps", "format_doctor"]
 
 PACKAGES = ("numpy", "scipy", "mrcfile", "starfile", "biopython", "scikit-learn", "matplotlib")
@@ -138,6 +140,7 @@ def plan_report(particles, model, map_path=None, box=None, batch=None, datadir=N
     from .lowpass import resolve_low_pass
     from .reference import load_reference
 
+    device = _device(device)
     kwargs = {"passthrough": passthrough} if passthrough else {}
     meta = read_particles(particles, datadir=datadir, **kwargs)
     map_data = read_map(map_path) if map_path else None
@@ -146,8 +149,10 @@ def plan_report(particles, model, map_path=None, box=None, batch=None, datadir=N
     low_pass, source = resolve_low_pass(default, beads, map_data, meta.box, meta.apix, box)
     source = "train-atom's default" if source == "set" else source
     chosen_box = box or default_box(meta.box, meta.apix, low_pass)
+    if chosen_box > meta.box or chosen_box < 16 or chosen_box % 2:
+        raise InputError(f"--box must be an even number of pixels from 16 to the particles' "
+                         f"{meta.box}, got {chosen_box}")
     batch = batch or AtomConfig().batch
-    device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     apix = meta.apix * meta.box / chosen_box
     timing = time_stage1_steps(beads, chosen_box, apix, batch, device, steps,
                                max(low_pass, 2 * apix))
@@ -160,6 +165,21 @@ def plan_report(particles, model, map_path=None, box=None, batch=None, datadir=N
             "images_per_second": batch / timing["seconds_per_step"],
             "memory_GiB": timing["peak_GiB"], "memory_measured": timing["measured_memory"],
             "recommended": _recommend(device, timing, batch, chosen_box, meta.box)}
+
+
+def _device(name) -> torch.device:
+    """``--device`` (default: cuda when available, else cpu), refused in one line when absent."""
+    try:
+        device = torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
+    except RuntimeError:
+        raise InputError(f"--device {name!r}: not a device name (cpu, cuda, cuda:N)") from None
+    if device.type == "cuda" and not (torch.cuda.is_available()
+                                      and (device.index or 0) < torch.cuda.device_count()):
+        visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        raise InputError(f"--device {name}: no such GPU here ({visible} visible)")
+    if device.type not in ("cpu", "cuda"):
+        raise InputError(f"--device {name}: the engine runs on cpu or cuda")
+    return device
 
 
 def _recommend(device, timing: dict, batch: int, box: int, particle_box: int) -> dict:

@@ -65,3 +65,17 @@ def test_planned_run_estimate_for_the_bundled_data(capsys):
 def test_planned_run_needs_both_inputs(capsys):
     assert cli_main(["doctor", "--particles", str(SIM / "particles.star")]) == 2
     assert "--particles and --model go together" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--box", "17"], "--box must be an even number of pixels from 16 to the particles' 48, got 17"),
+    (["--box", "96"], "--box must be an even number of pixels from 16 to the particles' 48, got 96"),
+    (["--batch", "0"], "--batch"),
+    (["--device", "cuda:7"], "--device cuda:7: no such GPU here"),
+    (["--device", "foo"], "--device 'foo': not a device name"),
+])
+def test_planned_run_options_are_refused_in_one_line(argv, message, capsys):
+    assert cli_main(["doctor", "--particles", str(SIM / "particles.star"), "--model", str(MODEL),
+                     *argv]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1
