@@ -320,3 +320,18 @@ def test_check_inputs_reports_the_same_for_cs_and_star(tmp_path, capsys):
     for cs_group, star_group in zip(cs_report["particles"]["optics_groups"],
                                     star["particles"]["optics_groups"], strict=True):
         assert cs_group == pytest.approx(star_group, rel=1e-6)
+
+
+def test_cryosparc_pose_convention_against_scipy():
+    """A = exp([v]x).T for any rotation vector, including the zero vector and angles past pi
+    (cryoSPARC does not wrap them); a transposed reading would differ."""
+    from cryostar_engine.geometry.poses import cryosparc_pose_to_euler, cryosparc_pose_to_matrix
+    rng = np.random.default_rng(3)
+    axes = rng.normal(size=(50, 3))
+    v = axes / np.linalg.norm(axes, axis=1, keepdims=True) * rng.uniform(0, 2 * np.pi, (50, 1))
+    v[0] = 0.0
+    a = cryosparc_pose_to_matrix(v)
+    expected = np.swapaxes(Rotation.from_rotvec(v).as_matrix(), -1, -2)
+    assert np.abs(a - expected).max() < 1e-12 and np.allclose(a[0], np.eye(3))
+    assert np.abs(euler_to_matrix(cryosparc_pose_to_euler(v)) - expected).max() < 1e-9
+    assert np.abs(np.swapaxes(a, -1, -2) - expected)[1:].max() > 0.5
