@@ -335,3 +335,20 @@ def test_cryosparc_pose_convention_against_scipy():
     assert np.abs(a - expected).max() < 1e-12 and np.allclose(a[0], np.eye(3))
     assert np.abs(euler_to_matrix(cryosparc_pose_to_euler(v)) - expected).max() < 1e-9
     assert np.abs(np.swapaxes(a, -1, -2) - expected)[1:].max() > 0.5
+
+
+def test_train_density_runs_on_a_cs_with_its_passthrough(tmp_path, monkeypatch):
+    import json
+    cs, passthrough = write_cs_from_star(SIM / "particles.star", tmp_path, split=True)
+    np.save(tmp_path / "z.npy", np.random.default_rng(0).normal(size=(384, 8)).astype(np.float32))
+    monkeypatch.setenv("CRYOSTAR_TEST_STOP_AFTER_STEPS", "2")
+    run = tmp_path / "density"
+    assert cli_main(["train-density", "--particles", str(cs), "--passthrough", str(passthrough),
+                     "--z", str(tmp_path / "z.npy"), "--box", "24", "--batch", "8",
+                     "--out", str(run)]) == 0
+    assert json.loads((run / "config.json").read_text())["passthrough"] == str(passthrough)
+    monkeypatch.delenv("CRYOSTAR_TEST_STOP_AFTER_STEPS")
+    (passthrough.parent / "no_poses.cs").write_bytes(cs.read_bytes())
+    assert cli_main(["train-density", "--particles", str(passthrough.parent / "no_poses.cs"),
+                     "--z", str(tmp_path / "z.npy"), "--out", str(tmp_path / "d2")]) == 2
+    assert not (tmp_path / "d2").exists()
