@@ -38,7 +38,8 @@ def _dtype(n_path: int, with_poses: bool = True) -> list:
               ("blob/shape", "<u4", (2,)), ("blob/psize_A", "<f4"), ("blob/sign", "<f4"),
               ("ctf/exp_group_id", "<u4"), ("ctf/accel_kv", "<f4"), ("ctf/cs_mm", "<f4"),
               ("ctf/amp_contrast", "<f4"), ("ctf/df1_A", "<f4"), ("ctf/df2_A", "<f4"),
-              ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4")]
+              ("ctf/df_angle_rad", "<f4"), ("ctf/phase_shift_rad", "<f4"), ("ctf/bfactor", "<f4"),
+              ("ctf/scale", "<f4")]
     if with_poses:
         fields += [("alignments3D/shift", "<f4", (2,)), ("alignments3D/pose", "<f4", (3,)),
                    ("alignments3D/psize_A", "<f4")]
@@ -76,6 +77,7 @@ def write_cs_from_star(star: Path, project: Path, job: str = "J7", *, transpose=
     t["ctf/df1_A"], t["ctf/df2_A"] = parts["rlnDefocusU"], parts["rlnDefocusV"]
     t["ctf/df_angle_rad"] = np.deg2rad(parts["rlnDefocusAngle"])
     t["ctf/phase_shift_rad"] = np.deg2rad(parts["rlnPhaseShift"])
+    t["ctf/bfactor"], t["ctf/scale"] = parts["rlnCtfBfactor"], 1.0
     t["alignments3D/shift"] = -shift if flip_shift else shift
     t["alignments3D/pose"], t["alignments3D/psize_A"] = rotvec, apix
     main = project / job / f"{job}_particles.cs"
@@ -127,7 +129,7 @@ def test_cs_reads_like_the_star(tmp_path, star_route):
     assert np.abs(euler_to_matrix(meta.euler_deg) - euler_to_matrix(meta_star.euler_deg)).max() < 1e-5
     assert np.allclose(meta.shifts_A, meta_star.shifts_A, atol=1e-5)
     for key in ("defocus_u_A", "defocus_v_A", "defocus_angle_deg", "phase_shift_deg", "voltage_kv",
-                "cs_mm", "amplitude_contrast"):
+                "cs_mm", "amplitude_contrast", "bfactor_A2", "scale", "optics_group"):
         assert np.allclose(getattr(meta, key), getattr(meta_star, key), rtol=1e-6, atol=1e-4), key
     assert np.array_equal(meta.image_indices, meta_star.image_indices)
     assert meta.image_paths[0] == tmp_path / "J7" / "extract" / "particles.mrcs"

@@ -10,7 +10,8 @@ joined on ``uid``.  Conversions to the engine's RELION conventions (done here, n
 * ``alignments3D/shift``: pixels, the same sign as ``rlnOriginX/Y`` → Å by × the pixel size of
   the alignment (``alignments3D/psize_A``, else ``blob/psize_A``);
 * CTF ``ctf/df1_A``/``df2_A`` → defocus U/V (Å), ``ctf/df_angle_rad`` and ``ctf/phase_shift_rad``
-  → degrees, ``ctf/accel_kv``, ``ctf/cs_mm``, ``ctf/amp_contrast`` as they are;
+  → degrees, ``ctf/accel_kv``, ``ctf/cs_mm``, ``ctf/amp_contrast``, ``ctf/bfactor`` (as
+  ``rlnCtfBfactor``) and ``ctf/scale`` as they are, ``ctf/exp_group_id`` + 1 → optics group;
 * ``blob/path`` (bytes, relative to the cryoSPARC project folder; a leading ``>`` marks an
   imported file and is stripped) and 0-based ``blob/idx``.
 
@@ -215,7 +216,7 @@ def _ctf(fields: dict, path: Path, passthrough, amplitude_contrast, notes: list)
     return {"defocus_u_A": get["ctf/df1_A"], "defocus_v_A": get["ctf/df2_A"],
             "defocus_angle_deg": np.rad2deg(optional("ctf/df_angle_rad", 0.0)),
             "phase_shift_deg": np.rad2deg(optional("ctf/phase_shift_rad", 0.0)),
-            "bfactor_A2": np.zeros(n), "scale": optional("ctf/scale", 1.0),
+            "bfactor_A2": optional("ctf/bfactor", 0.0), "scale": optional("ctf/scale", 1.0),
             "voltage_kv": get["ctf/accel_kv"], "cs_mm": get["ctf/cs_mm"], "amplitude_contrast": q0,
             "optics_group": (np.asarray(fields["ctf/exp_group_id"], np.int64) + 1
                              if "ctf/exp_group_id" in fields else np.ones(n, np.int64))}
