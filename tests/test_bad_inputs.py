@@ -429,6 +429,11 @@ OPTION_CASES = [
      "--apix must be a positive pixel size in Å, got 0"),
     ("check-inputs:apix-negative", lambda env, d: check_inputs(env, d, extra=["--apix", "-1.5"]),
      "--apix must be a positive pixel size in Å, got -1.5"),
+    ("check-inputs:amplitude-contrast-1", lambda env, d: check_inputs(env, d, extra=["--amplitude-contrast", "1"]),
+     "--amplitude-contrast must lie in [0, 1), got 1"),
+    ("check-inputs:passthrough-with-star", lambda env, d: check_inputs(
+        env, d, extra=["--passthrough", str(cs_file(env, d))]),
+     "--passthrough goes with a cryoSPARC .cs --particles file, not good.star"),
     ("check-inputs:max-particles-0", lambda env, d: check_inputs(env, d, extra=["--max-particles", "0"]),
      "--max-particles must be ≥ 1, got 0"),
     ("train-density:z-rows-mismatch", lambda env, d: train_density(
@@ -663,3 +668,13 @@ def test_nan_pixels_outside_the_sample_of_a_streamed_stack_are_still_found(tmp_p
     assert status == 2
     _assert_one_line(err, "image 30 (star row 30) holds NaN or Inf pixels")
     assert not out.exists()
+
+
+def test_check_inputs_amplitude_contrast_override_reaches_the_report(env, tmp_path, capsys):
+    import json
+    status, _ = _run(check_inputs(env, tmp_path, extra=["--amplitude-contrast", "0.07"]), capsys)
+    assert status == 0
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert [g["amplitude_contrast"] for g in report["particles"]["optics_groups"]] == [0.07]
+    assert any("amplitude contrast 0.07 (--amplitude-contrast) replaces" in n
+               for n in report["particles"]["notes"])
