@@ -310,7 +310,7 @@ def test_check_inputs_reports_the_same_for_cs_and_star(tmp_path, capsys):
     for name, particles in (("star", SIM / "particles.star"), ("cs", cs)):
         assert cli_main(["check-inputs", "--particles", str(particles), "--datadir", str(tmp_path),
                          "--model", str(ROOT / "data" / "adk_models" / "adk_ref_frame048.pdb"),
-                         "--map", str(SIM / "ideal_map_frame048.mrc"),
+                         "--map", str(SIM / "ideal_map_frame048.mrc"), "--max-particles", "192",
                          "--out", str(tmp_path / name)]) == 0
         reports.append(json.loads((tmp_path / name / "report.json").read_text()))
     star, cs_report = reports
