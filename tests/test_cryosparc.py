@@ -354,3 +354,18 @@ def test_train_density_runs_on_a_cs_with_its_passthrough(tmp_path, monkeypatch):
     assert cli_main(["train-density", "--particles", str(passthrough.parent / "no_poses.cs"),
                      "--z", str(tmp_path / "z.npy"), "--out", str(tmp_path / "d2")]) == 2
     assert not (tmp_path / "d2").exists()
+
+
+def test_per_class_poses_are_refused_with_what_to_do(tmp_path):
+    """ab-initio / heterogeneous refinement outputs keep one pose per class: refused naming them."""
+    cs = _real_project(tmp_path)
+    table = load_cs(cs)
+    renamed = table.dtype.descr
+    renamed = [(n.replace("alignments3D/", "alignments_class_0/"), *rest) for n, *rest in renamed]
+    other = np.zeros(len(table), dtype=renamed)
+    for old, new in zip(table.dtype.names, other.dtype.names):
+        other[new] = table[old]
+    _save(cs, other)
+    with pytest.raises(InputError, match=r"no 3-D poses \(field alignments3D/pose\): it has one pose per "
+                                         r"class \(alignments_class_0/pose: ab-initio or heterogeneous"):
+        read_cryosparc(cs)

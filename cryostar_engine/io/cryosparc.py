@@ -177,8 +177,15 @@ def _poses(fields: dict, path: Path, passthrough, require_poses: bool, n: int) -
     if not require_poses:
         return np.zeros((n, 3))
     if POSE not in fields:
+        per_class = sorted(n for n in fields
+                           if n.startswith("alignments_class_") and n.endswith("/pose"))
         hint = ("pass --passthrough <the job's passthrough .cs>" if passthrough is None else
                 "neither file has them; give the particles of a 3-D refinement")
+        if per_class:
+            names = ", ".join(per_class[:2]) + (", ..." if len(per_class) > 2 else "")
+            hint = (f"it has one pose per class ({names}: ab-initio or heterogeneous refinement); "
+                    "refine the class you want (homogeneous or non-uniform refinement) and give "
+                    "that job's particles")
         raise InputError(f"{path}: no 3-D poses (field {POSE}): {hint}")
     euler = cryosparc_pose_to_euler(_numbers(fields, POSE, path, 3))
     check_3d_poses(euler, path)
