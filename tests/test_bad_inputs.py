@@ -678,3 +678,18 @@ def test_check_inputs_amplitude_contrast_override_reaches_the_report(env, tmp_pa
     assert [g["amplitude_contrast"] for g in report["particles"]["optics_groups"]] == [0.07]
     assert any("amplitude contrast 0.07 (--amplitude-contrast) replaces" in n
                for n in report["particles"]["notes"])
+
+
+@pytest.mark.parametrize("stage", ["train-atom", "train-density"])
+def test_the_empty_image_note_reaches_each_stages_run_log(env, tmp_path, stage):
+    """The stack adds its note when it is read; stage 2 builds its dataset after the run folder
+    opens, so it once logged the input notes before that note existed."""
+    images = env.images.copy()
+    images[[4, 9]] = 0
+    mrcfile.write(tmp_path / "particles.mrcs", images)
+    star = env.write_star(tmp_path / "e.star")
+    cmd = train_atom if stage == "train-atom" else train_density
+    argv = [a if a != str(env.root) else str(tmp_path) for a in cmd(env, tmp_path, star=star)]
+    assert main(argv + ["--epochs", "0.2"]) == 0
+    log = (tmp_path / "out" / "run.log").read_text()
+    assert "note: 2 of the 40 images are constant (no signal), e.g. star row 5" in log

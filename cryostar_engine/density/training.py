@@ -179,11 +179,13 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
                              f"processes ({ctx.world_size})")
         run_dir, log = open_run(out, "density", ctx, device, resume, overwrite,
                                 lambda folder: write_json(folder / "config.json", config.to_dict()))
-        for note in inputs.meta.notes if ctx.is_main else []:
-            log.warning("note: %s", note)          # accepted inputs with a caveat reach run.log
         configure_cpu(config.threads)
         seed_everything(config.seed)
         trainer = DensityTrainer(config, inputs, run_dir, log, device=device, ctx=ctx)
+        # accepted inputs with a caveat reach run.log; after the dataset exists, since reading
+        # the stack adds its own notes (a few constant images)
+        for note in inputs.meta.notes if ctx.is_main else []:
+            log.warning("note: %s", note)
         ckpt = trainer.scaffold.resume() if resume else None
         if ckpt is not None:
             trainer.f_std = float(ckpt["f_std"])
