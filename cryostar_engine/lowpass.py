@@ -1,7 +1,7 @@
 """The image low-pass of stage 1, proposed from how well the reference model fits the consensus map.
 
 One function, :func:`suggest_low_pass`, gives the one number that ``check-inputs`` reports, that
-``train-atom`` uses with ``--low-pass auto`` (the default is 10 Å, see the README) and that
+``train-atom`` uses with ``--low-pass auto`` (the default is 10 Å: docs/settings.rst says why) and that
 ``inspect-model`` prints for the Scipion plugin's wizard:
 
 * ``fsc05_A``: the resolution (Å) where the Fourier shell correlation between the model's bead

@@ -50,7 +50,7 @@ def test_auto_low_pass_is_the_number_check_inputs_reports(report, tmp_path):
 
 def test_the_default_is_10_A_and_auto_is_asked_for_by_name(tmp_path, capsys):
     """10 Å trained on every seed measured on the bundled set; 'auto' (5 Å here) failed to start
-    on one of two seeds at 160 epochs (README, 'Choosing the low-pass')."""
+    on one of two seeds at 160 epochs (docs/settings.rst)."""
     from cryostar_engine.cli import build_parser
     inputs = _inputs(tmp_path, low_pass_A=AtomConfig.low_pass_A)
     assert (inputs.low_pass_A, inputs.low_pass_source) == (10.0, "set")

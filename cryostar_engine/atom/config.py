@@ -75,8 +75,9 @@ class AtomConfig(StageConfig):
                                           min=0, max=1, max_inclusive=False)
     # essentials
     box: int | None = _s(None, "working box (Fourier-cropped particles); an even number", unit="px",
-                         default_text="the smallest box that keeps every frequency up to the "
-                                      "low-pass (×1.25)", min=16, even=True, **_E)
+                         default_text="the smallest even box whose Nyquist frequency is 1.25 × "
+                                      "the low-pass, at least 24 px and at most the particles' "
+                                      "box", min=16, even=True, **_E)
     epochs: float | None = _s(None, "training length in passes over the particles",
                               default_text="20, or on smaller sets as many as it takes to show "
                                            "the networks 300,000 images (the latent needs a few "
@@ -87,7 +88,7 @@ class AtomConfig(StageConfig):
         10.0, "low-pass of the image loss; auto: the resolution where FSC(model, consensus "
               "map) = 0.5, at least 2.5 px of the training box (10 Å without --map), the number "
               "check-inputs suggests. 10 Å is the default because it trained on every seed "
-              "measured; finer low-passes can fit better but may not start (see the README)",
+              "measured; finer low-passes can fit better but may not start (docs/settings.rst)",
         unit="Å", words=("auto",), **_POSITIVE, **_E)
     device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
                                   "is visible, else cpu)", choices=DEVICES, **_E)

@@ -4,9 +4,10 @@ Steps: convert the inputs → ``check-inputs`` → ``train-atom`` → ``analyze`
 Learns a latent vector z per particle and a decoder that deforms the coarse-grained reference
 model.  Outputs:
 
-* ``Particles``: FlexHub ``SetOfParticlesFlex`` (progName ``CryoSTAR``) with z per particle, so
-  flexutils' dimensionality reduction, annotation and FlexConsensus work on it directly; its
-  FlexInfo holds the run folder, the last checkpoint and the engine config;
+* ``Particles``: FlexHub ``SetOfParticlesFlex`` (progName ``CryoSTAR``) with z per particle:
+  flexutils' "filter PCA" and "associate flex space to particles" run on it (tested); its
+  dimensionality reduction and FlexConsensus need flexutils' conda environments
+  (docs/flexhub.md); its FlexInfo holds the run folder, the last checkpoint and the engine config;
 * ``ClusterCentres`` / ``Trajectories``: the decoded k-means centre and PC-trajectory models
   (see :mod:`.analysis_outputs`).
 

@@ -117,8 +117,8 @@ class TestCryoStarForms(BaseTest):
     def test_help_text_builder(self):
         text = formHelp(atom.ESSENTIAL[0], ATOM, atom.SPECS)     # box: an automatic default
         self.assertTrue(text.startswith("Working box (Fourier-cropped particles)"))
-        self.assertIn("Empty (automatic): the smallest box that keeps every frequency up to "
-                      "the low-pass", text)
+        self.assertIn("Empty (automatic): the smallest even box whose Nyquist frequency is "
+                      "1.25 × the low-pass", text)
         self.assertIn("Allowed: at least 16.", text)
         text = formHelp(atom.ESSENTIAL[3], ATOM, atom.SPECS)     # low-pass
         self.assertTrue(text.startswith("Low-pass of the image loss"))
