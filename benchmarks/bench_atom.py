@@ -5,10 +5,10 @@ peak memory.  Writes the same figures as JSON.
 
 Make the data first (independent simulator, see benchmarks/simulate_adk.py), e.g.::
 
-    /work/simenv/bin/python benchmarks/simulate_adk.py --n 3000 --box 64 --apix 1.5 --snr 0.05 \\
+    .simenv/bin/python benchmarks/simulate_adk.py --n 3000 --box 64 --apix 1.5 --snr 0.05 \\
         --astigmatism 1000 --frames all --seed 64 --gt-volumes --consensus-frame 48 \\
-        --ref-pdbs 0 48 --out /work/benchdata/adk64
-    .venv/bin/python benchmarks/bench_atom.py --data /work/benchdata/adk64 --ref ref_frame048.pdb \\
+        --ref-pdbs 0 48 --out bench_data/adk64
+    .venv/bin/python benchmarks/bench_atom.py --data bench_data/adk64 --ref ref_frame048.pdb \\
         --minutes 20 --out bench_runs/atom_mid
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ The stage-1 wall time is read from ``bench_atom.json`` next to ``--z`` when it i
 by ``bench_atom.py``); give stage 2 ``--minutes`` = (the peer's minutes − that time) so that both
 methods get the same total wall time.
 
-    python benchmarks/bench_density.py --data /work/benchdata/adk64 \\
+    python benchmarks/bench_density.py --data bench_data/adk64 \\
         --z bench_runs/atom_mid/z.npy --minutes 10 --threads 1 --out bench_runs/density_ours
 
 Writes ``OUT/bench_density.json`` and prints a table.

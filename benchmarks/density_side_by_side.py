@@ -15,8 +15,8 @@ batch ``--batch``, one CPU device, fp32 (``precision="32"``), no loader workers,
 Ours runs with its defaults (``precision="auto"``: bf16 MLP on CPUs with native bf16) unless
 ``--precision`` is given.  Latents: random ``(N, 8)`` (speed does not depend on them).
 
-    python benchmarks/density_side_by_side.py --peer-src /work/peers/cryostar-src \\
-        --peer-python /work/peers/cryostar-venv/bin/python --data /work/benchdata/adk64 \\
+    python benchmarks/density_side_by_side.py --peer-src <original cryostar checkout> \\
+        --peer-python <original cryostar venv>/bin/python --data bench_data/adk64 \\
         --threads 1 --out bench_out/density_side_by_side
 
 Writes ``OUT/density_side_by_side.json`` and prints a table.

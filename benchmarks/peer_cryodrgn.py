@@ -20,8 +20,8 @@ python of its environment, the ``cryodrgn`` command is taken next to it):
 Evaluating a 64³ map with the default 3×1024 decoder takes 15–35 s on 2 CPU cores, so 100 maps
 add up to about half an hour after the training.
 
-    python benchmarks/peer_cryodrgn.py --peer-python /work/peers/cryodrgn-venv/bin/python \\
-        --data /work/benchdata/adk64 --minutes 20 --out bench_out/cryodrgn_peer
+    python benchmarks/peer_cryodrgn.py --peer-python <cryodrgn venv>/bin/python \\
+        --data bench_data/adk64 --minutes 20 --out bench_out/cryodrgn_peer
 
 Writes ``OUT/peer_cryodrgn.json`` and prints a table.
 """

@@ -18,8 +18,8 @@ counted from the start of the main fit, i.e. after the original's reference init
 evaluates once.  Particles are given as they are: the original never inverts, and expects
 white (RELION-extracted) particles.
 
-    python benchmarks/peer_cryostar.py --peer-src /work/peers/cryostar-src \\
-        --peer-python /work/peers/cryostar-venv/bin/python --data /work/benchdata/adk64 \\
+    python benchmarks/peer_cryostar.py --peer-src <original cryostar checkout> \\
+        --peer-python <original cryostar venv>/bin/python --data bench_data/adk64 \\
         --minutes 20 --out bench_out/cryostar_peer
 
 Writes ``OUT/peer_cryostar.json`` and prints a table.

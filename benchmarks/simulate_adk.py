@@ -7,11 +7,11 @@ so our engine is not tested against its own renderer ("inverse crime").
 
 Example usage (in its own environment, not the project's; torch is not needed)::
 
-    python3 -m venv /work/simenv
-    /work/simenv/bin/pip install "jax[cpu]" cryojax==0.6.0 MDAnalysisTests mrcfile starfile
-    /work/simenv/bin/python benchmarks/simulate_adk.py --n 3000 --box 64 --apix 1.5 \
+    python3 -m venv .simenv
+    .simenv/bin/pip install "jax[cpu]" cryojax==0.6.0 MDAnalysisTests mrcfile starfile
+    .simenv/bin/python benchmarks/simulate_adk.py --n 3000 --box 64 --apix 1.5 \
         --snr 0.05 --astigmatism 1000 --frames all --seed 64 --gt-volumes \
-        --consensus-frame 48 --ref-pdbs 0 48 --out /work/benchdata/adk64
+        --consensus-frame 48 --ref-pdbs 0 48 --out bench_data/adk64
 
 Outputs in --out: particles.mrcs, particles.star, gt_frame.npy (int16 DIMS frame per particle,
 star order), gt_ca.npy ((98, R, 3) float32 Cα of every frame in Å, in the PDB's residue order),
