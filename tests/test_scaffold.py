@@ -141,3 +141,13 @@ def test_density_run_of_a_part_epoch_records_every_step(tmp_path):
         rows = list(csv.DictReader(f))
     assert [int(r["step"]) for r in rows] == list(range(1, 10))
     assert int(rows[-1]["images_seen"]) == 576
+
+
+def test_a_part_epoch_density_run_counts_the_images_it_really_sees():
+    """38 images asked (0.1 × 384) in batches of 16: three steps, 48 images, so 100 % at the end
+    (the progress line once said '126% step 3/3, 48/38 images')."""
+    from cryostar_engine.density.training import images_to_train
+    assert images_to_train(0.1, 384, 16) == 48
+    assert images_to_train(2.0, 384, 16) == 768           # whole epochs: exactly epochs × n
+    assert images_to_train(1.5, 10, 4) == 10 + 8          # 5 asked → two batches of 4
+    assert images_to_train(0.95, 10, 4) == 10             # never more than the epoch holds
