@@ -29,6 +29,7 @@ import math
 import os
 import re
 from dataclasses import MISSING, field, fields
+from pathlib import Path
 
 from .errors import InputError
 
@@ -342,3 +343,25 @@ def apply_test_hooks(cfg):
         except ValueError:
             raise InputError(f"{variable} must be a step number, got {text!r}") from None
     return cfg.replace(**changes) if changes else cfg
+
+
+def read_settings_file(path, what: str = "the config file") -> dict:
+    """The JSON object of settings in ``path`` (a ``--config`` file or a run's config.json);
+    one-line :class:`InputError` when it cannot be read or is not one object."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as err:
+        raise InputError(f"{path}: cannot read {what} ({err})") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: {what} holds one JSON object of settings")
+    return data
+
+
+def read_saved_config(cls, run_dir, hint: str):
+    """The config a ``KIND_COMMANDS`` run saved in ``run_dir/config.json``, as ``cls``; a run of
+    the other stage (or no run) is refused in one line ending with ``hint``."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise InputError(f"{run_dir}: not a {KIND_COMMANDS[cls.KIND]} run (no config.json)")
+    return config_from_dict(cls, read_settings_file(path, "the run's config"), str(path),
+                            hint=hint)

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..io.atomic import write_text_atomic
-from ..io.relion import _resolve
+from ..io.relion import find_stack
 from ._star_rows import StarRows, read_star_rows
 
 __all__ = ["SubsetResult", "parse_cluster_list", "load_labels", "load_indices",
@@ -154,12 +154,9 @@ def _image_rewriter(star: StarRows, out_dir: Path, mode: str, datadir):
 
     def new_path(text: str, row: int) -> str:
         if text not in cache:
-            found = _resolve(text, star.path, datadir)
-            if found is None:
-                raise InputError(f"{star.path} row {row + 1}: image stack '{text}' not found, so "
-                                 "its path cannot be rewritten; pass --datadir or "
-                                 "--image-paths keep")
-            found = found.resolve()
+            found = find_stack(text, star.path, datadir, row,
+                               hint="its path cannot be rewritten; pass --datadir or "
+                                    "--image-paths keep").resolve()
             cache[text] = str(found) if mode != "relative" else os.path.relpath(found, out_dir)
         return cache[text]
 

@@ -12,13 +12,11 @@ size or the number of GPUs does not silently change the run.
 from __future__ import annotations
 
 import dataclasses
-import json
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
-from ..errors import InputError
-from ..settings import Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests, setting
+from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests,
+                        read_saved_config, read_settings_file, setting)
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs"]
 
@@ -174,12 +172,7 @@ ESSENTIAL = tuple(f.name for f in dataclasses.fields(AtomConfig) if f.metadata.g
 def load_config_file(path) -> dict:
     """Read a JSON file of AtomConfig fields (a ``--config``); unknown keys, a config of
     stage 2 and values out of range are errors.  Returns the fields it sets."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the config file ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a config file holds one JSON object of settings")
+    data = read_settings_file(path)
     config_from_dict(AtomConfig, data, str(path), hint="pass a train-atom config")   # checks
     data.pop("schema_version", None)
     data.pop("kind", None)
@@ -188,11 +181,4 @@ def load_config_file(path) -> dict:
 
 def read_run_config(run_dir, hint: str = "pass a train-atom run") -> AtomConfig:
     """The saved config of the stage-1 run in ``run_dir`` (a stage-2 run is refused)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise InputError(f"{run_dir}: not a train-atom run (no config.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the run's config ({err})") from None
-    return config_from_dict(AtomConfig, data, str(path), hint=hint)
+    return read_saved_config(AtomConfig, run_dir, hint)

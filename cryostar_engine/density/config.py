@@ -18,12 +18,11 @@ convention (to prove that a test can fail) or simulate an interruption / a non-f
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from pathlib import Path
 
 from ..errors import InputError
-from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests, setting,
+from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests,
+                        read_saved_config, read_settings_file, setting,
                         validate_settings)
 
 __all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
@@ -172,12 +171,7 @@ class DensityRunOptions:
 def load_density_config_file(path) -> dict:
     """Read a JSON file of DensityConfig fields (a ``--config``): unknown keys and a stage-1
     config are refused.  Returns the fields it sets (schema-1 names mapped)."""
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the config file ({err})") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{path}: a config file holds one JSON object of settings")
+    data = read_settings_file(path)
     full = {"particles": "", "z_path": "", **data}     # the file may leave the inputs to flags
     config_from_dict(DensityConfig, full, str(path), hint="pass a train-density config")
     data = DensityConfig.legacy_values(dict(data))
@@ -191,11 +185,4 @@ def load_density_config_file(path) -> dict:
 
 def read_run_config(run_dir, hint: str = "pass a train-density run") -> DensityConfig:
     """The saved config of the stage-2 run in ``run_dir`` (a stage-1 run is refused)."""
-    path = Path(run_dir) / "config.json"
-    if not path.is_file():
-        raise InputError(f"{run_dir}: not a train-density run (no config.json)")
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError) as err:
-        raise InputError(f"{path}: cannot read the run's config ({err})") from None
-    return config_from_dict(DensityConfig, data, str(path), hint=hint)
+    return read_saved_config(DensityConfig, run_dir, hint)

@@ -28,7 +28,7 @@ from ..geometry.poses import cryosparc_pose_to_euler
 from ..validate.star import check_3d_poses, check_pixel_sizes
 from .atomic import atomic_path
 from .mrc import stack_shape
-from .relion import DEFAULT_AMPLITUDE_CONTRAST, ParticleMetadata
+from .relion import DEFAULT_AMPLITUDE_CONTRAST, ParticleMetadata, find_stack
 
 __all__ = ["read_cryosparc", "load_cs", "write_cs_subsets"]
 
@@ -99,16 +99,6 @@ def _require(fields: dict, names, path: Path, hint: str) -> None:
         raise InputError(f"{path}: missing field(s) {', '.join(missing)}; {hint}")
 
 
-def _resolve(text: str, path: Path, datadir) -> Path | None:
-    rel = Path(text)
-    candidates = [Path(datadir) / rel, Path(datadir) / rel.name] if datadir is not None else []
-    if rel.is_absolute():
-        candidates.append(rel)
-    base = path.resolve().parent            # a job folder sits one level below the project
-    candidates += [base / rel, base.parent / rel, Path.cwd() / rel]
-    return next((c for c in candidates if c.is_file()), None)
-
-
 def _images(fields: dict, path: Path, datadir) -> tuple[list, np.ndarray, int]:
     """Resolved stack paths, 0-based indices and the common box, checked against the stacks."""
     raw = fields["blob/path"]
@@ -116,14 +106,11 @@ def _images(fields: dict, path: Path, datadir) -> tuple[list, np.ndarray, int]:
     indices = np.asarray(fields["blob/idx"], dtype=np.int64)
     resolved, paths, rows_of = {}, [], {}
     for row, text in enumerate(texts):
-        if text not in resolved:
-            found = _resolve(text, path, datadir)
-            if found is None:
-                where = f"--datadir {datadir}, " if datadir else ""
-                raise InputError(f"{path} row {row + 1}: image stack '{text}' (blob/path) not found "
-                                 f"(looked in {where}the .cs file's folder and its parent); pass "
-                                 "--datadir <the cryoSPARC project folder>")
-            resolved[text] = found
+        if text not in resolved:      # a job folder sits one level below the project
+            resolved[text] = find_stack(
+                text, path, datadir, row, parents=1, field=" (blob/path)",
+                looked="the .cs file's folder and its parent",
+                hint="pass --datadir <the cryoSPARC project folder>")
         paths.append(resolved[text])
         rows_of.setdefault(resolved[text], []).append(row)
     boxes = set()

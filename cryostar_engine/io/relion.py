@@ -152,16 +152,27 @@ def _pixel_size(particles, optics, star_path, apix_override, notes) -> np.ndarra
                          "and rlnMagnification); pass --apix") from None
 
 
-def _resolve(path_text: str, star_path: Path, datadir) -> Path | None:
+def find_stack(path_text: str, source: Path, datadir, row: int, parents: int = 2,
+               field: str = "", looked: str = "the star file's folder and its parents",
+               hint: str = "pass --datadir") -> Path:
+    """The image stack a metadata row names: looked for under ``datadir`` (as written, then by
+    file name), as an absolute path, next to ``source`` and up to ``parents`` folders above it,
+    and in the working folder.  :class:`InputError` naming ``source``, the 1-based row and the
+    ``field`` when none exists."""
     rel = Path(path_text)
-    candidates = []
-    if datadir is not None:
-        candidates += [Path(datadir) / rel, Path(datadir) / rel.name]
+    candidates = [Path(datadir) / rel, Path(datadir) / rel.name] if datadir is not None else []
     if rel.is_absolute():
         candidates.append(rel)
-    base = star_path.resolve().parent
-    candidates += [base / rel, base.parent / rel, base.parent.parent / rel, Path.cwd() / rel]
-    return next((c for c in candidates if c.is_file()), None)
+    base = source.resolve().parent
+    candidates += [base / rel] + [base.parents[i] / rel
+                                  for i in range(min(parents, len(base.parents)))]
+    candidates.append(Path.cwd() / rel)
+    found = next((c for c in candidates if c.is_file()), None)
+    if found is None:
+        where = f"--datadir {datadir}, " if datadir else ""
+        raise InputError(f"{source} row {row + 1}: image stack '{path_text}'{field} not found "
+                         f"(looked in {where}{looked}); {hint}")
+    return found
 
 
 def _image_locations(particles, star_path, datadir):
@@ -177,13 +188,7 @@ def _image_locations(particles, star_path, datadir):
         except ValueError:
             raise InputError(f"{star_path} row {row + 1}: rlnImageName '{name}' is not N@path") from None
         if path_text not in resolved:
-            found = _resolve(path_text, star_path, datadir)
-            if found is None:
-                where = f"--datadir {datadir}, " if datadir else ""
-                raise InputError(f"{star_path} row {row + 1}: image stack '{path_text}' not found "
-                                 f"(looked in {where}the star file's folder and its parents); "
-                                 "pass --datadir")
-            resolved[path_text] = found
+            resolved[path_text] = find_stack(path_text, star_path, datadir, row)
         paths.append(resolved[path_text])
     return paths, indices
 
