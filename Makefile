@@ -7,7 +7,7 @@ PIP := $(PY) -m pip --disable-pip-version-check
 TORCH_SPEC ?= torch==2.13.0
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-gui venv clean
+.PHONY: demo test test-gui test-flexhub venv clean
 
 venv: $(STAMP)
 
@@ -24,10 +24,19 @@ test: $(STAMP)
 test-gui: $(STAMP)
 	$(PY) -m pytest -q cryostar_plugin/tests/test_gui.py
 
+# FlexHub neighbours (docs/flexhub.md): flexutils' tools on our output, in a separate venv
+# because scipion-em-flexutils pins older pandas; not part of `make test`.
+FLEX := .venv-flexhub
+test-flexhub:
+	test -x $(FLEX)/bin/python || $(PYTHON) -m venv $(FLEX)
+	$(FLEX)/bin/python -c "import torch" 2>/dev/null || $(FLEX)/bin/python -m pip install -q "$(TORCH_SPEC)"
+	$(FLEX)/bin/python -m pip install -q -e ".[test]" scipion-em-flexutils scipion-em-xmipp
+	$(FLEX)/bin/python -m pytest -q cryostar_plugin/tests/test_flexutils.py
+
 # The main job: a headless Scipion project on the bundled data (check inputs -> train atom
 # generator -> analyze -> train density generator -> particles subset), a few minutes on 2 cores.
 demo: $(STAMP)
 	$(PY) -m cryostar_plugin.demo --out $(CURDIR)/demo_output
 
 clean:
-	rm -rf $(VENV) demo_output .pytest_cache test-artifacts
+	rm -rf $(VENV) $(FLEX) demo_output .pytest_cache test-artifacts
