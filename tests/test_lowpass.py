@@ -53,7 +53,7 @@ def test_the_default_is_10_A_and_auto_is_asked_for_by_name(tmp_path, capsys):
     on one of two seeds at 160 epochs (docs/settings.rst)."""
     from cryostar_engine.cli import build_parser
     inputs = _inputs(tmp_path, low_pass_A=AtomConfig.low_pass_A)
-    assert (inputs.low_pass_A, inputs.low_pass_source) == (10.0, "set")
+    assert (inputs.low_pass_A, inputs.low_pass_source) == (10.0, "default")
     args = build_parser().parse_args(["train-atom", "--low-pass", "auto"])
     assert args.low_pass_A == "auto"
     assert build_parser().parse_args(["train-atom", "--low-pass", "7.5"]).low_pass_A == 7.5

@@ -27,7 +27,7 @@ class AtomInputs:
     dataset: ParticleDataset
     graph: RestraintGraph
     low_pass_A: float = 10.0       # the resolved image low-pass (Å)
-    low_pass_source: str = "set"   # "set", "auto: FSC(model,map)=0.5 at …", "auto: no map, 10 Å"
+    low_pass_source: str = "set"   # "set", "default", "auto: FSC(model,map)=0.5 at …", "auto: no map, 10 Å"
 
 
 def default_box(original_box: int, apix: float, low_pass_A: float, oversampling: float = 1.25) -> int:
@@ -66,6 +66,8 @@ def load_atom_inputs(cfg: AtomConfig, cache_device="cpu") -> AtomInputs:
     reference = load_reference(cfg.model, meta.box, meta.apix, map_data, cfg.map)
     low_pass, low_pass_source = resolve_low_pass(getattr(cfg, "low_pass_A", None), reference.beads,
                                                  map_data, meta.box, meta.apix, cfg.box)
+    if low_pass_source == "set" and cfg.low_pass_A == type(cfg).low_pass_A:
+        low_pass_source = "default"      # not given: say so in the log, manifest and summaries
     box = cfg.box or default_box(meta.box, meta.apix, low_pass)
     if box > meta.box:
         raise InputError(f"--box {box} is larger than the particles' {meta.box} px; "
