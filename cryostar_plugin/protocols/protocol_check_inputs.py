@@ -2,7 +2,10 @@
 
 Runs ``cryostar-engine check-inputs`` on the converted inputs (CPU, minutes at most) and
 registers its quick CTF-corrected back-projection from the given poses as a Volume, so the user
-can overlay it on the model before spending GPU time.
+can overlay it on the model before spending GPU time.  Then ``cryostar-engine doctor`` on the
+same inputs reports the machine the engine runs on (torch and its CUDA build, GPUs, free
+memory, bf16) and estimates a training's time and memory per epoch; its text is kept in
+``extra/doctor.txt`` and ends the summary.
 """
 import json
 import os
@@ -51,6 +54,7 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
         self._createFilenameTemplates()
         self._insertFunctionStep(self.convertInputStep, needsGPU=False)
         self._insertFunctionStep(self.checkStep, needsGPU=False)
+        self._insertFunctionStep(self.doctorStep, needsGPU=False)
         self._insertFunctionStep(self.createOutputStep, needsGPU=False)
 
     def _createFilenameTemplates(self):
@@ -59,6 +63,7 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
             "checkDir": self._getExtraPath("check"),
             "report": self._getExtraPath("check", "report.json"),
             "reportText": self._getExtraPath("check", "report.txt"),
+            "doctorText": self._getExtraPath("doctor.txt"),
         })
 
     # --------------------------- STEPS functions ----------------------------------------------
@@ -67,6 +72,17 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
         args = (self._inputArgs() + ["--out", self._enginePath("checkDir")]
                 + self._changedArgs(self, [("maxParticles", "--max-particles")]))
         self.runEngine("check-inputs", args)
+
+    def doctorStep(self):
+        """The engine's machine report and planned-run estimate (``cryostar-engine doctor``), run
+        as the jobs run the engine; its text goes to the log and ``extra/doctor.txt``."""
+        from ..engine import engineOutput
+
+        self._createFilenameTemplates()
+        text = engineOutput("doctor", self._inputArgs())
+        with open(self._getFileName("doctorText"), "w") as f:
+            f.write(text)
+        self.info(text)
 
     def createOutputStep(self):
         self._createFilenameTemplates()
@@ -95,7 +111,13 @@ class ProtCryoStarCheckInputs(ProtCryoStarBase):
         from ..formsettings import ATOM, toLabels
         from .protocol_train_atom import SPECS
         with open(path) as f:
-            return [toLabels(line.rstrip(), SPECS, ATOM) for line in f if line.strip()]
+            lines = [toLabels(line.rstrip(), SPECS, ATOM) for line in f if line.strip()]
+        doctor = self._getFileName("doctorText")
+        if os.path.exists(doctor):
+            with open(doctor) as f:
+                lines += ["This machine (cryostar-engine doctor):"] + [
+                    line.rstrip() for line in f if line.strip()]
+        return lines
 
     def _methods(self):
         if not self.isFinished():

@@ -104,6 +104,15 @@ class TestCryoStarCheckInputs(BaseTest):
         self.assertEqual(list(vol.getOrigin(force=True).getShifts()),
                          list(self.volCorner.getOrigin(force=True).getShifts()))
         self.assertTrue(any(line.startswith("Back-proj.") for line in prot.summary()))
+        # the engine's doctor report on the same inputs ends the summary (issue 16)
+        summary = prot.summary()
+        start = summary.index("This machine (cryostar-engine doctor):")
+        doctor = summary[start + 1:]
+        self.assertTrue(doctor[0].startswith("cryostar-engine "), doctor)
+        self.assertTrue(any(line.startswith("Plan        384 particles, 214 beads")
+                            for line in doctor), doctor)
+        self.assertTrue(any(line.startswith("Speed ") and "per epoch" in line
+                            for line in doctor), doctor)
 
     def test_half_box_off_model_is_refused_with_the_engines_line(self):
         prot = self._newCheck(self.modelCornerOnCentred, "model half a box off")
