@@ -170,16 +170,27 @@ def kill_state(run: Path) -> str:
 def kill_at_random(args, run: Path, after: str, delay_s: float, timeout: float = 600) -> float:
     """Kill ``delay_s`` seconds after ``after`` (``"run.json"`` or a checkpoint's name) appeared in
     ``run``; return the seconds from start to the kill (or to the end, when it finished first)."""
-    proc, t0, t_seen = _cli(args), time.monotonic(), None
+    t_seen = None
+
+    def due() -> bool:
+        nonlocal t_seen
+        now = time.monotonic()
+        if t_seen is None and after in _timeline(run):
+            t_seen = now
+        return t_seen is not None and now - t_seen >= delay_s
+    return _kill_when(_cli(args), args, due, timeout, poll_s=0.005)
+
+
+def _kill_when(proc: subprocess.Popen, args, due, timeout: float, poll_s: float) -> float:
+    """SIGKILL ``proc`` as soon as ``due()`` says so (polled every ``poll_s``); a run that ends
+    by itself must succeed.  Returns the seconds from the start to the kill (or the end)."""
+    t0 = time.monotonic()
     try:
         while proc.poll() is None and time.monotonic() - t0 < timeout:
-            now = time.monotonic()
-            if t_seen is None and after in _timeline(run):
-                t_seen = now
-            if t_seen is not None and now - t_seen >= delay_s:
+            if due():
                 proc.send_signal(signal.SIGKILL)
                 break
-            time.sleep(0.005)
+            time.sleep(poll_s)
     finally:
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
@@ -211,23 +222,12 @@ def _half_written(folder: Path) -> set:
 def kill_in_checkpoint_write(args, run: Path, skip: int, timeout: float = 600) -> float:
     """Kill while the (skip+1)-th checkpoint is half written (its temporary file holds the first
     half and the writer pauses for 0.5 s); return the seconds from start to the kill."""
-    proc = _cli(args, env=_env(slow_save=0.5))
-    t0, seen, folder = time.monotonic(), set(), run / "checkpoints"
-    try:
-        while proc.poll() is None and time.monotonic() - t0 < timeout:
-            new = _half_written(folder) - seen
-            if new:
-                seen |= new
-                if len(seen) > skip:
-                    proc.send_signal(signal.SIGKILL)
-                    break
-            time.sleep(0.01)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    _check_exit(proc, args)
-    return time.monotonic() - t0
+    seen, folder = set(), run / "checkpoints"
+
+    def due() -> bool:
+        seen.update(_half_written(folder))
+        return len(seen) > skip
+    return _kill_when(_cli(args, env=_env(slow_save=0.5)), args, due, timeout, poll_s=0.01)
 
 
 def resume(stage: int, run: Path, z_path: Path | None, base=None) -> int | None:
