@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import random
 
@@ -39,11 +40,20 @@ def default_threads() -> int:
     return max(1, cores // local_ranks)
 
 
-def configure_cpu(threads: int | None = None) -> None:
-    """Flush denormals (Gaussian tails otherwise slow the CPU ~3×) and set the thread count
-    (``threads``, else :func:`default_threads`)."""
+def configure_cpu(threads: int | None = None) -> int:
+    """Flush denormals (Gaussian tails otherwise slow the CPU ~3×) and set the thread count:
+    ``threads``, else :func:`default_threads`, and never more than :func:`default_threads` (the
+    cores this process was given: more threads than cores only makes them wait for each other,
+    e.g. Scipion's default of 4 threads on a 2-core machine).  Returns the count used."""
     torch.set_flush_denormal(True)
-    torch.set_num_threads(max(1, int(threads if threads is not None else default_threads())))
+    available = default_threads()
+    used = max(1, min(int(threads), available) if threads is not None else available)
+    if threads is not None and threads > available:
+        logging.getLogger("cryostar_engine").warning(
+            "--threads %d is more than the %d core(s) this process may use: using %d",
+            threads, available, used)
+    torch.set_num_threads(used)
+    return used
 
 
 def seed_everything(seed: int) -> torch.Generator:
