@@ -22,7 +22,7 @@ from conftest import ADK_STAR, REPO
 README = REPO / "README.rst"
 DOCS = REPO / "docs"
 MAX_LINES = 200
-MACHINE_PATH = re.compile(r"(?<![\w.])/(work|tmp|home)/")
+MACHINE_PATH = re.compile(r"(?<![\w.])/(work|tmp|home|path/to)/")
 
 
 def readme():
