@@ -208,18 +208,23 @@ class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
         scores, ratio = plots.enginePca(table, folder)
         return table, scores, ratio
 
+    def _pcaPair(self):
+        """``(table, scores, ratio, x, y, None)`` for the form's PC pair (1-based x, y), or six
+        values ending with the message view to show instead (no analysis, PCs out of range)."""
+        table, scores, ratio = self._pca()
+        if table is None:
+            return None, None, None, None, None, scores
+        x, y = self.pcX.get(), self.pcY.get()
+        return table, scores, ratio, x, y, self._checkPcs(scores.shape[1], x, y)
+
     @staticmethod
     def _axisLabel(ratio, i):
         return f"PC{i + 1} score ({100 * ratio[i]:.1f} % of variance)"
 
     def _pcaPlot(self, density):
-        table, scores, ratio = self._pca()
-        if table is None:
-            return [scores]
-        x, y = self.pcX.get(), self.pcY.get()
-        bad = self._checkPcs(scores.shape[1], x, y)
-        if bad:
-            return [bad]
+        table, scores, ratio, x, y, problem = self._pcaPair()
+        if problem is not None:
+            return [problem]
         xy = scores[:, [x - 1, y - 1]]
         xl, yl = self._axisLabel(ratio, x - 1), self._axisLabel(ratio, y - 1)
         kind = "density" if density else "scatter"
@@ -260,13 +265,9 @@ class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
 
     def _showSelection(self, paramName=None):
         """The subset's output sets on the PCA scatter (particle ids of each output)."""
-        table, scores, ratio = self._pca()
-        if table is None:
-            return [scores]
-        x, y = self.pcX.get(), self.pcY.get()
-        bad = self._checkPcs(scores.shape[1], x, y)
-        if bad:
-            return [bad]
+        table, scores, ratio, x, y, problem = self._pcaPair()
+        if problem is not None:
+            return [problem]
         labels = np.full(len(table.ids), -1, dtype=np.int64)
         names = {-1: "not selected"}
         outputs = [(n, o) for n, o in self.protocol.iterOutputAttributes()
