@@ -108,14 +108,9 @@ def inspect_model(model_path, box: int, apix: float, map_path=None,
     particles' size is given, else None; ``default_low_pass_A`` and ``default_box`` are the
     low-pass and box train-atom uses when neither is set.
     """
-    from dataclasses import fields
-
     from . import __version__
     from .atom.config import AtomConfig
     from .atom.inputs import default_box
-
-    def fields_by_name(cls):
-        return {f.name: f for f in fields(cls)}
     from .io.mrc import read_map
     from .lowpass import resolve_low_pass, suggest_low_pass
 
@@ -127,9 +122,9 @@ def inspect_model(model_path, box: int, apix: float, map_path=None,
     size_ok = map_data is not None and map_size_problem(
         map_data.data.shape[-1], map_data.voxel_size_A, box, apix) is None
     low_pass = suggest_low_pass(beads, map_data, box, apix, train_box) if size_ok else None
-    default_low_pass = fields_by_name(AtomConfig)["low_pass_A"].default     # train-atom's
-    resolved, _ = resolve_low_pass(default_low_pass, beads, map_data if size_ok else None, box,
-                                   apix)
+    # train-atom's default low-pass, resolved as a run without --low-pass resolves it
+    resolved, _ = resolve_low_pass(AtomConfig.low_pass_A, beads, map_data if size_ok else None,
+                                   box, apix)
     return {
         "schema": "cryostar-inspect/1", "engine_version": __version__,
         "model": {"atoms": _count_atoms(model_path), "beads": len(beads),
