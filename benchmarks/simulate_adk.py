@@ -221,11 +221,35 @@ def make_volume(atoms: Atoms, frame: int):
     return cxs.GaussianMixtureVolume.from_tabulated_parameters(atoms.coords[frame], params)
 
 
+def image_model(cfg: SimConfig, volume, phi, theta, psi, ox, oy, df, astig, ang):
+    """cryojax image model of one particle: ``volume`` (any cryojax volume) at the pose
+    (``EulerAnglePose(ox, oy, phi, theta, psi)``, Å and degrees) and astigmatic CTF (mean
+    defocus ``df``, ``astig`` = U − V in Å, ``ang`` azimuth in degrees from ky) of ``cfg``.
+    ``.simulate()`` gives the dark (cryojax-sign) image; the arguments are those of
+    :func:`pose_ctf_args`, one column."""
+    import cryojax.simulator as cxs
+
+    config = cxs.BasicImageConfig((cfg.box, cfg.box), cfg.apix, cfg.voltage)
+    pose = cxs.EulerAnglePose(ox, oy, phi, theta, psi)
+    ctf = cxs.AstigmaticCTF(defocus_in_angstroms=df, astigmatism_in_angstroms=astig,
+                            astigmatism_angle=ang, spherical_aberration_in_mm=cfg.cs)
+    theory = cxs.ContrastTransferTheory(ctf, amplitude_contrast_ratio=cfg.amp_contrast)
+    return cxs.make_image_model(volume, config, pose, theory)
+
+
+def pose_ctf_args(parts: Particles) -> np.ndarray:
+    """(8, n) float64: phi, theta, psi, offset x, offset y, mean defocus, U − V and the cryojax
+    astigmatism azimuth (90 − RELION angle) of every particle, the inputs of :func:`image_model`."""
+    u, v = parts.defocus_u, parts.defocus_v
+    return np.stack([parts.phi, parts.theta, parts.psi, parts.offset_x, parts.offset_y,
+                     (u + v) / 2, u - v, 90.0 - parts.defocus_angle])
+
+
 def make_batch_simulator(cfg: SimConfig, atoms: Atoms):
     """Return jitted f(positions, phi, theta, psi, ox, oy, df, astig, ang) -> (B, D, D) dark images.
 
     ``positions`` is (B, N, 3) Å (each particle's frame); the other arguments are (B,) arrays
-    in cryojax conventions (see module docstring).
+    in cryojax conventions (see module docstring and :func:`pose_ctf_args`).
     """
     import cryojax.simulator as cxs
     import jax
@@ -233,14 +257,9 @@ def make_batch_simulator(cfg: SimConfig, atoms: Atoms):
     template = make_volume(atoms, 0)
     amplitudes, variances = template.amplitudes, template.variances
 
-    def one(positions, phi, theta, psi, ox, oy, df, astig, ang):
+    def one(positions, *pose_ctf):
         volume = cxs.GaussianMixtureVolume(positions, amplitudes, variances)
-        config = cxs.BasicImageConfig((cfg.box, cfg.box), cfg.apix, cfg.voltage)
-        pose = cxs.EulerAnglePose(ox, oy, phi, theta, psi)
-        ctf = cxs.AstigmaticCTF(defocus_in_angstroms=df, astigmatism_in_angstroms=astig,
-                                astigmatism_angle=ang, spherical_aberration_in_mm=cfg.cs)
-        theory = cxs.ContrastTransferTheory(ctf, amplitude_contrast_ratio=cfg.amp_contrast)
-        return cxs.make_image_model(volume, config, pose, theory).simulate()
+        return image_model(cfg, volume, *pose_ctf).simulate()
 
     return jax.jit(jax.vmap(one))
 
@@ -250,17 +269,53 @@ def simulate_clean(cfg: SimConfig, atoms: Atoms, parts: Particles) -> np.ndarray
 
     The last batch is padded to full size (one compilation); padding images are discarded.
     """
-    sim = make_batch_simulator(cfg, atoms)
-    u, v = parts.defocus_u, parts.defocus_v
-    args = np.stack([parts.phi, parts.theta, parts.psi, parts.offset_x, parts.offset_y,
-                     (u + v) / 2, u - v, 90.0 - parts.defocus_angle])
-    out = np.zeros((cfg.n, cfg.box, cfg.box), np.float32)
-    for start in range(0, cfg.n, cfg.batch):
-        sel = np.arange(start, min(start + cfg.batch, cfg.n))
+    return render_images(cfg, atoms, parts, np.arange(cfg.n), parts.frame)
+
+
+def render_images(cfg: SimConfig, atoms: Atoms, parts: Particles, rows: np.ndarray,
+                  frames: np.ndarray, sim=None) -> np.ndarray:
+    """Noiseless white images of frame ``frames[j]`` at particle ``rows[j]``'s pose and CTF.
+
+    Parameters
+    ----------
+    rows, frames : (M,) int arrays (star rows into ``parts``; frame indices into
+        ``atoms.coords``). ``frames = parts.frame[rows]`` gives those particles' clean images.
+    sim : a function from :func:`make_batch_simulator` (made once and reused when None is
+        not wanted: jitting costs seconds).
+
+    Returns
+    -------
+    (M, D, D) float32, unscaled (cryojax potential units, sign flipped to white particles),
+    computed in batches of ``cfg.batch``; the last batch is padded with its first entry.
+    """
+    sim = make_batch_simulator(cfg, atoms) if sim is None else sim
+    rows, frames = np.asarray(rows), np.asarray(frames)
+    args = pose_ctf_args(parts)
+    out = np.zeros((rows.size, cfg.box, cfg.box), np.float32)
+    for start in range(0, rows.size, cfg.batch):
+        sel = np.arange(start, min(start + cfg.batch, rows.size))
         take = np.concatenate([sel, np.full(cfg.batch - sel.size, sel[0])])
-        imgs = sim(atoms.coords[parts.frame[take]], *args[:, take])
+        imgs = sim(atoms.coords[frames[take]], *args[:, rows[take]])
         out[sel] = -np.asarray(imgs)[:sel.size]
     return out
+
+
+def signal_scale(clean: np.ndarray, snr: float) -> float:
+    """Factor that :func:`add_noise` multiplies the ``(n, D, D)`` clean images by.
+
+    sqrt(snr / mean per-image signal variance), or 1 / sqrt(that variance) when ``snr`` is inf.
+    """
+    var = float(np.mean(np.var(clean, axis=(1, 2), dtype=np.float64)))
+    return float(np.sqrt(1.0 / var)) if not np.isfinite(snr) else float(np.sqrt(snr / var))
+
+
+def draw_noise(rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+    """The white noise of :func:`add_noise`: float64 N(0, 1) fields, one per image in star order.
+
+    Called with the run's generator right after :func:`draw_particles`, it returns exactly the
+    noise of the written particles (``benchmarks/oracle_ceiling.py`` relies on this).
+    """
+    return rng.standard_normal(shape)
 
 
 def add_noise(clean: np.ndarray, snr: float, rng: np.random.Generator) -> np.ndarray:
@@ -275,13 +330,13 @@ def add_noise(clean: np.ndarray, snr: float, rng: np.random.Generator) -> np.nda
     Returns
     -------
     (n, D, D) float32: noise σ = 1 and mean signal variance ``snr``; or, noiseless, mean
-    signal variance 1.
+    signal variance 1 (the factor is :func:`signal_scale`).
     """
     var = float(np.mean(np.var(clean, axis=(1, 2), dtype=np.float64)))
     if not np.isfinite(snr):
         return (clean / np.sqrt(var)).astype(np.float32)
     scaled = clean * np.sqrt(snr / var)
-    return (scaled + rng.standard_normal(clean.shape)).astype(np.float32)
+    return (scaled + draw_noise(rng, clean.shape)).astype(np.float32)
 
 
 def render_volume(cfg: SimConfig, atoms: Atoms, frame: int) -> np.ndarray:
@@ -394,6 +449,24 @@ def config_from_args(a: argparse.Namespace) -> SimConfig:
                      a.seed, a.batch)
 
 
+def load_atoms(args: argparse.Namespace) -> Atoms:
+    """The atoms of the set ``args`` describe: AdK's DIMS path, or ``--structure`` twisting."""
+    if args.structure:
+        return load_twist_atoms(args.structure, args.moving_chain, args.twist)
+    return load_dims_atoms()
+
+
+def reload_set(folder: Path) -> tuple[SimConfig, argparse.Namespace]:
+    """Settings and parsed arguments of a set this script wrote, from its ``settings.json``.
+
+    Relative paths in the recorded command (``--structure``) are relative to the directory the
+    script ran in (the repository root for the commands of ``benchmarks/RESULTS.md``).
+    """
+    command = json.loads((Path(folder) / "settings.json").read_text())["command"].split()
+    args = parse_args(command[1:])
+    return config_from_args(args), args
+
+
 def write_volumes(out: Path, cfg: SimConfig, atoms: Atoms) -> None:
     """gt_volumes.npy (F, D, D, D) and gt_volumes/frame_XXX.mrc for every DIMS frame."""
     vols = np.stack([render_volume(cfg, atoms, f) for f in range(N_FRAMES)])
@@ -409,8 +482,7 @@ def main(argv: list[str]) -> None:
     out = args.out
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    atoms = (load_twist_atoms(args.structure, args.moving_chain, args.twist)
-             if args.structure else load_dims_atoms())
+    atoms = load_atoms(args)
     rng = np.random.default_rng(cfg.seed)
     parts = draw_particles(cfg, rng)
     clean = simulate_clean(cfg, atoms, parts)
