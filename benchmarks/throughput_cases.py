@@ -7,7 +7,12 @@ Speed does not depend on the content, so the inputs are random but of the right 
   as :class:`~cryostar_engine.data.ParticleDataset` caches them) with uniformly random
   rotations, shifts of a few pixels and random defocus; each step indexes random rows of it and
   moves the rows' poses and CTF from the host, as the training loops do;
-* beads (stage 1): a compact single chain of ``N`` beads on a jittered 4.9 Å lattice inside a
+* beads (stage 1), ``model="complex"`` (issue 17): a many-chain protein–RNA complex of exactly
+  ``N`` beads, packed like a real one (:func:`complex_beads`): copies of the real AdK chain
+  (214 Cα beads with their residue centres and amplitudes, randomly rotated) and A-form RNA
+  duplexes (C1′ beads, 24 nt per strand, one chain per strand), placed one by one around the
+  centre at the first free spot where no bead comes closer than 5 Å to another unit's;
+* beads (stage 1), ``model="cloud"`` (earlier sessions' figures): a compact single chain of ``N`` beads on a jittered 4.9 Å lattice inside a
   ball (one bead per ~120 Å³, the density of Cα atoms in a protein), in snake order so that
   consecutive beads are mostly neighbours; the restraint graph is built from it by
   :func:`cryostar_engine.atom.build_graph` with the default cut-offs.  The pixel size is chosen
@@ -23,6 +28,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -39,12 +45,14 @@ from cryostar_engine.density import HartleyField, VolumeRenderer, half_grid
 from cryostar_engine.density.step import StepSetup, train_step
 from cryostar_engine.train import CompiledOrEager, make_optimizer
 from cryostar_engine.geometry.poses import euler_to_matrix
-from cryostar_engine.io.pdb import Beads
+from cryostar_engine.io.pdb import Beads, read_beads
 from cryostar_engine.physics.ctf import CtfParams
 
-__all__ = ["ParticlePool", "bead_cloud", "Stage1Case", "Stage2Case", "volume_case"]
+__all__ = ["ParticlePool", "bead_cloud", "complex_beads", "Stage1Case", "Stage2Case", "volume_case"]
 
 BEAD_SPACING_A = 4.9     # (120 Å³)^(1/3): one Cα per ~120 Å³
+ADK_PDB = Path(__file__).resolve().parents[1] / "data" / "adk_models" / "adk_ref_frame048.pdb"
+NT_ELECTRONS = {"A": 166.0, "C": 154.0, "G": 174.0, "U": 155.0}   # Σ Z of a heavy-atom nucleotide
 
 
 @dataclass
@@ -99,6 +107,130 @@ def bead_cloud(n: int, seed: int = 0) -> Beads:
                  res_ids=np.arange(1, n + 1), insertion_codes=np.full(n, ""),
                  res_names=np.full(n, "ALA"), is_nucleotide=np.zeros(n, bool),
                  centre_offsets_A=rng.normal(0, 0.75, (n, 3)))   # residue centres ~1.3 Å off
+
+
+def _random_rotations(rng, k: int) -> np.ndarray:
+    """``(k, 3, 3)`` uniformly random rotation matrices (normalised Gaussian quaternions)."""
+    q = rng.normal(size=(k, 4))
+    w, x, y, z = (q / np.linalg.norm(q, axis=1, keepdims=True)).T
+    return np.stack([1 - 2 * (y * y + z * z), 2 * (x * y - z * w), 2 * (x * z + y * w),
+                     2 * (x * y + z * w), 1 - 2 * (x * x + z * z), 2 * (y * z - x * w),
+                     2 * (x * z - y * w), 2 * (y * z + x * w), 1 - 2 * (x * x + y * y)], 1).reshape(k, 3, 3)
+
+
+def rna_duplex(n_bp: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An A-form RNA duplex's C1′ positions ``(2·n_bp, 3)`` Å (strand 1 then strand 2, each
+    5′→3′), their residue names and residue-centre offsets ``(2·n_bp, 3)`` Å.
+
+    Idealised A-form: rise 2.81 Å and twist 32.7° per base pair, C1′ at 8.7 Å from the axis, the
+    partner's C1′ 74° round the axis (≈ 10.5 Å across the pair, the minor-groove side);
+    consecutive C1′ sit 5.6 Å apart.  The residue's electron centre (base + sugar + phosphate)
+    is put 1.5 Å from C1′ towards the axis (with 0.5 Å noise)."""
+    t = np.arange(n_bp)
+    phi, z = np.radians(32.7) * t, 2.81 * t - 2.81 * (n_bp - 1) / 2
+    s1 = np.stack([8.7 * np.cos(phi), 8.7 * np.sin(phi), z], 1)
+    phi2 = phi + np.radians(74.0)
+    s2 = np.stack([8.7 * np.cos(phi2), 8.7 * np.sin(phi2), z], 1)[::-1]   # antiparallel
+    xyz = np.concatenate([s1, s2])
+    inward = -xyz * np.array([1.0, 1.0, 0.0])
+    inward /= np.linalg.norm(inward, axis=1, keepdims=True)
+    seq = rng.choice(list("ACGU"), n_bp)
+    pair = {"A": "U", "U": "A", "G": "C", "C": "G"}
+    names = np.concatenate([seq, [pair[b] for b in seq[::-1]]])
+    return xyz, names, 1.5 * inward + rng.normal(0, 0.5, xyz.shape)
+
+
+def _chain_names(n: int) -> list[str]:
+    letters = [chr(c) for c in range(65, 91)] + [chr(c) for c in range(97, 123)] + list("0123456789")
+    return (letters + [a + b for a in letters for b in letters])[:n]
+
+
+def complex_beads(n: int, nt_fraction: float = 0.3, seed: int = 0, min_gap_A: float = 5.0,
+                  bp_per_duplex: int = 24, lattice_A: float = 4.0) -> Beads:
+    """A protein–RNA complex of exactly ``n`` beads, about ``nt_fraction`` of them nucleotides.
+
+    Units: AdK chains (``data/adk_models``, 214 Cα each) and RNA duplexes (:func:`rna_duplex`,
+    two chains of ``bp_per_duplex`` nt), the last of each kind cut short to hit the count.
+    Each unit, randomly rotated, is centred at the first free site of a ``lattice_A`` lattice (in order of
+    distance from the origin) where none of its beads comes within ``min_gap_A`` of a bead
+    already placed (interfaces as tight as real ones, no overlap).  Amino-acid beads come first
+    (chain by chain), then nucleotide beads, as the reference reader orders a mixed model.
+    Coordinates are box-centred Å (the centroid at the origin)."""
+    from scipy.spatial import cKDTree
+    rng = np.random.default_rng(seed)
+    adk = read_beads(ADK_PDB)
+    adk_xyz = adk.coords_A - adk.coords_A.mean(0)
+    n_nt = int(round(n * nt_fraction))
+    n_aa = n - n_nt
+    units = []                        # (kind, xyz, names, offsets, amplitudes, strand lengths)
+    left = n_aa
+    while left > 0:
+        m = min(left, len(adk))
+        units.append(("aa", adk_xyz[:m], adk.res_names[:m], adk.centre_offsets_A[:m],
+                      adk.amplitudes[:m], [m]))
+        left -= m
+    left = n_nt
+    while left > 0:
+        xyz, names, off = rna_duplex(bp_per_duplex, rng)
+        m = min(left, len(xyz))
+        strands = [min(m, bp_per_duplex)] + ([m - bp_per_duplex] if m > bp_per_duplex else [])
+        units.append(("nt", xyz[:m], names[:m], off[:m],
+                      np.array([NT_ELECTRONS[b] for b in names[:m]]), strands))
+        left -= m
+    order = rng.permutation(len(units))          # proteins and RNA mixed through the complex
+    k = int((n * 300.0) ** (1 / 3) / lattice_A) + 8
+    ax = np.arange(-k, k + 1) * lattice_A
+    sites = np.stack(np.meshgrid(ax, ax, ax, indexing="ij"), -1).reshape(-1, 3)
+    sites = sites[np.argsort(np.linalg.norm(sites, axis=1), kind="stable")]
+    site_tree, free = cKDTree(sites), np.ones(len(sites), bool)
+    placed, beads_so_far = [None] * len(units), np.zeros((0, 3))
+    for u in order:
+        xyz, tree = units[u][1], cKDTree(beads_so_far) if len(beads_so_far) else None
+        candidates, cand = np.flatnonzero(free), None
+        for lo in range(0, len(candidates), 256):      # 256 sites per query, one rotation each
+            chunk = candidates[lo:lo + 256]
+            rots = _random_rotations(rng, len(chunk))
+            if tree is not None:                     # a cheap first look at 16 of the beads
+                few = np.einsum("kij,nj->kni", rots, xyz[::max(1, len(xyz) // 16)]) + sites[chunk][:, None]
+                d = tree.query(few.reshape(-1, 3), distance_upper_bound=min_gap_A)[0]
+                keep = np.isinf(d.reshape(len(chunk), -1)).all(1)
+                chunk, rots = chunk[keep], rots[keep]
+            trial = np.einsum("kij,nj->kni", rots, xyz) + sites[chunk][:, None]   # (K, m, 3)
+            if tree is None or len(chunk) == 0:
+                ok = np.ones(len(chunk), bool)
+            else:
+                d = tree.query(trial.reshape(-1, 3), distance_upper_bound=min_gap_A)[0]
+                ok = np.isinf(d.reshape(len(chunk), -1)).all(1)
+            if ok.any():
+                first = int(np.argmax(ok))
+                cand, rot = trial[first], rots[first]
+                break
+        if cand is None:
+            raise RuntimeError("complex_beads: lattice too small")
+        placed[u] = (cand, rot)
+        beads_so_far = np.concatenate([beads_so_far, cand])
+        for near in site_tree.query_ball_point(cand, min_gap_A):
+            free[near] = False
+    parts = {"aa": [], "nt": []}
+    names_iter = iter(_chain_names(sum(len(u[5]) for u in units)))
+    for u, (kind, xyz, names, off, amp, strands) in enumerate(units):
+        cand, rot = placed[u]
+        start = 0
+        for length in strands:
+            sl = slice(start, start + length)
+            parts[kind].append((cand[sl], off[sl] @ rot.T, names[sl], amp[sl], next(names_iter)))
+            start += length
+    rows = parts["aa"] + parts["nt"]
+    coords = np.concatenate([r[0] for r in rows])
+    coords -= coords.mean(0)
+    return Beads(coords_A=coords, amplitudes=np.concatenate([r[3] for r in rows]).astype(float),
+                 chain_ids=np.concatenate([np.full(len(r[0]), r[4]) for r in rows]),
+                 res_ids=np.concatenate([np.arange(1, len(r[0]) + 1) for r in rows]),
+                 insertion_codes=np.full(n, ""),
+                 res_names=np.concatenate([r[2] for r in rows]),
+                 is_nucleotide=np.repeat(np.arange(len(rows)) >= len(parts["aa"]),
+                                         [len(r[0]) for r in rows]),
+                 centre_offsets_A=np.concatenate([r[1] for r in rows]))
 
 
 class Stage1Case:
