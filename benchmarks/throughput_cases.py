@@ -37,6 +37,7 @@ from cryostar_engine.atom.centres import residue_centres
 from cryostar_engine.atom.config import AtomConfig
 from cryostar_engine.atom.forward import AtomForwardModel
 from cryostar_engine.atom.graph import build_graph
+from cryostar_engine.atom.losses import ElasticGroups, pair_distances
 from cryostar_engine.atom.networks import AtomVAE
 from cryostar_engine.atom.step import AtomStepSetup, LossSettings, atom_losses, restraint_tensors
 from cryostar_engine.atom.step import train_step as atom_train_step
@@ -237,9 +238,9 @@ class Stage1Case:
     """One stage-1 training step at ``box`` px with ``n_beads`` beads and batch ``batch``."""
 
     def __init__(self, box: int, n_beads: int, batch: int, device, precision: str = "auto",
-                 pool_size: int = 2048, seed: int = 0, compile: bool = False):
-        self.device, self.batch_size = torch.device(device), batch
-        beads = bead_cloud(n_beads, seed)
+                 pool_size: int = 2048, seed: int = 0, compile: bool = False, model: str = "cloud"):
+        self.device, self.batch_size, self.forward_box = torch.device(device), batch, box
+        beads = complex_beads(n_beads, seed=seed) if model == "complex" else bead_cloud(n_beads, seed)
         extent = float(np.linalg.norm(beads.coords_A, axis=1).max())
         self.apix = 2.5 * extent / box
         self.beads = beads
@@ -258,16 +259,53 @@ class Stage1Case:
             b = self.pool.batch(torch.arange(min(256, len(self.pool.images))), d)
             t = forward.target(b) * forward.mask
             scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
-        self.setup = AtomStepSetup(model, make_optimizer(model, 5e-4, 0.01), forward,
-                                   restraint_tensors(self.graph, d), LossSettings.from_config(AtomConfig()),
-                                   scale, amp=amp)
+        restraints = restraint_tensors(self.graph, d)
+        restraints.elastic_groups = ElasticGroups.from_labels(self.graph.en_group, d)   # batched
+        self.setup = AtomStepSetup(model, make_optimizer(model, 5e-4, 0.01), forward, restraints,
+                                   LossSettings.from_config(AtomConfig()), scale, amp=amp)
         if compile:
             self.setup.losses_fn = CompiledOrEager(atom_losses)
 
     @property
     def sizes(self) -> dict:
+        b = self.beads
         return {"continuity_pairs": len(self.graph.continuity), "en_pairs": len(self.graph.en),
-                "clash_pairs": len(self.graph.clash), "apix_A": round(self.apix, 3)}
+                "clash_pairs": len(self.graph.clash), "apix_A": round(self.apix, 3),
+                "chains": len(set(b.chain_ids)), "nucleotide_beads": int(b.is_nucleotide.sum()),
+                "en_groups": len(np.unique(self.graph.en_group))}
+
+    def use_per_chain_relaxation(self, per_chain: bool) -> None:
+        """Time the step with the elastic network's relaxation as the per-chain Python loop it
+        was before issue 17 (``tests/test_scale.py``'s reference, patched into the step of this
+        process) or as the engine's batched operation."""
+        import cryostar_engine.atom.step as step_module
+        from cryostar_engine.atom.losses import elastic_network_loss
+        r = self.setup.restraints
+        if per_chain:
+            from tests.test_scale import per_chain_elastic_loss
+            r.elastic_groups = tuple(torch.as_tensor(np.flatnonzero(self.graph.en_group == g), device=self.device)
+                                     for g in np.unique(self.graph.en_group))
+            step_module.elastic_network_loss = (
+                lambda d, d0, groups, keep, gather=None, tolerance_A=0.0:
+                per_chain_elastic_loss(d, d0, groups, keep, tolerance_A))
+        else:
+            r.elastic_groups = ElasticGroups.from_labels(self.graph.en_group, self.device)
+            step_module.elastic_network_loss = elastic_network_loss
+
+    def relaxation_only(self):
+        """A function that runs the elastic-network term alone (forward and backward) on this
+        case's pairs at its batch, with the path chosen by :meth:`use_per_chain_relaxation`."""
+        import cryostar_engine.atom.step as step_module
+        r, w = self.setup.restraints, self.setup.losses
+        coords = (torch.as_tensor(self.beads.coords_A, dtype=torch.float32, device=self.device)
+                  + 0.5 * torch.randn(self.batch_size, len(self.beads), 3, device=self.device)).requires_grad_()
+        pairs = r.pairs[r.elastic]
+
+        def run():
+            d = pair_distances(coords, pairs)
+            step_module.elastic_network_loss(d, r.elastic_d0, r.elastic_groups, w.en_keep_ratio,
+                                             tolerance_A=w.en_tolerance_A).backward()
+        return run
 
     def step(self) -> None:
         rows = torch.randint(len(self.pool.images), (self.batch_size,), generator=self.gen)
