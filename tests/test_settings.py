@@ -259,7 +259,9 @@ def _atom_run(folder):
 def _density_run(folder):
     folder.mkdir()
     write_json(folder / "run.json", {"kind": "density"})
-    write_json(folder / "config.json", DensityConfig(particles=str(ADK_STAR), z_path="z.npy").to_dict())
+    # a saved run's config holds the resolved length and width (here as decided on a GPU)
+    write_json(folder / "config.json", DensityConfig(particles=str(ADK_STAR), z_path="z.npy", epochs=20.0,
+                                                     hidden=1024, hidden_source="auto: cuda").to_dict())
     return folder
 
 
@@ -308,7 +310,7 @@ def test_schema_1_density_configs_still_load():
     cfg = DensityConfig.from_dict(old)
     assert (cfg.batch, cfg.compile, cfg.epochs) == (32, "on", 20)
     saved = cfg.to_dict()
-    assert saved["kind"] == "density" and saved["schema_version"] == 2 and "batch_size" not in saved
+    assert saved["kind"] == "density" and saved["schema_version"] == 3 and "batch_size" not in saved
     assert AtomConfig().to_json()["kind"] == "atom"
     with pytest.raises(InputError, match="newer than this engine"):
         DensityConfig.from_dict({**saved, "schema_version": 99})
@@ -333,5 +335,5 @@ def test_a_density_run_with_a_schema_1_config_still_resumes(tmp_path):
     (run / "config.json").write_text(json.dumps(old))
     assert main(["train-density", "--out", str(run), "--resume"]) == 0
     new = json.loads((run / "config.json").read_text())
-    assert (new["kind"], new["schema_version"], new["batch"], new["compile"]) == ("density", 2, 64, "off")
+    assert (new["kind"], new["schema_version"], new["batch"], new["compile"]) == ("density", 3, 64, "off")
     assert json.loads((run / "manifest.json").read_text())["images_seen"] == 384

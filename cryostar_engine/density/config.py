@@ -1,9 +1,12 @@
 """The typed configuration of a density-generator run (stage 2), saved as ``RUN/config.json``.
 
-Every field has a default that follows the spec (§4, §10): D′ = min(D, 256), a 1024-wide MLP with
+Every field has a default that follows the spec (§4, §10): D′ = min(D, 256), an MLP of
 1 + 3 residual GELU layers, Gaussian Fourier features (3·D′ frequencies), AdamW lr 1e-4, batch 16.
 The schedule is defined by *images seen* (``epochs × N``), never by steps, so changing the batch
-size does not silently change the length of a run.
+size does not silently change the length of a run.  Two defaults depend on the run and are
+resolved when it starts (:mod:`~cryostar_engine.density.schedule`): the length (20 epochs, at
+least ``MIN_TRAIN_IMAGES`` images) and the width (``--hidden`` auto: 256 on a CPU, 1024 on a
+GPU); ``config.json`` records the resolved values and ``hidden_source``, where the width came from.
 
 The fields are declared with :func:`~cryostar_engine.settings.setting`, like stage 1's
 :class:`~cryostar_engine.atom.AtomConfig`: one mechanism builds the ``train-density`` command
@@ -18,9 +21,10 @@ convention (to prove that a test can fail) or simulate an interruption / a non-f
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import InputError
+from .schedule import AUTO_HIDDEN, DEFAULT_EPOCHS, MIN_TRAIN_IMAGES
 from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests,
                         read_saved_config, read_settings_file, setting,
                         validate_settings)
@@ -28,7 +32,8 @@ from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for
 __all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
            "load_density_config_file", "read_run_config"]
 
-SCHEMA_VERSION = 2       # 2: "kind", batch_size → batch, compile auto|on|off, map
+SCHEMA_VERSION = 3       # 2: "kind", batch_size → batch, compile auto|on|off, map;
+#                          3: hidden and epochs resolved at the start, hidden_source recorded
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
@@ -51,13 +56,15 @@ class DensityConfig(StageConfig):
     ``(N, z_dim)``, one row per star row: stage-1 ``z.npy``), ``datadir``, ``map`` and ``box``
     (working box D′ in px, Fourier-cropped; None → min(D, 256)).
 
-    Model: ``hidden`` (MLP width), ``residual_layers`` (spec: 3), ``pe_dim`` (number of random
+    Model: ``hidden`` (MLP width; None → per device when the run starts, with ``hidden_source``
+    recording the decision), ``residual_layers`` (spec: 3), ``pe_dim`` (number of random
     3-D frequencies / 3; None → D′), ``pe_scale`` (frequencies ~ N(0, (pe_scale·D′)²) rad per
     cycle/px; 0.25 equals CryoSTAR's ``gau2``), ``mask_radius`` (fraction of D′/2 of the
     Fourier ball that is modelled and fitted).
 
     Training: ``epochs``, ``batch`` (global; split between ``torchrun`` processes), ``lr``,
-    ``weight_decay``: AdamW; total images = epochs × N.  ``f_std``: Fourier normalisation
+    ``weight_decay``: AdamW at a constant learning rate; total images = epochs × N (``epochs``
+    None → :func:`~cryostar_engine.density.schedule.default_density_epochs` when the run starts).  ``f_std``: Fourier normalisation
     (None → estimated from ``f_std_particles`` evenly spaced images).  ``precision``: "auto"
     (bf16 autocast of the MLP on CUDA and on CPUs with native bf16), "fp32" or "bf16".
     ``compile``: ``torch.compile`` of the MLP ("auto" = off here).  ``checkpoint_interval_s``:
@@ -86,7 +93,13 @@ class DensityConfig(StageConfig):
     box: int | None = _s(None, "working box (Fourier-cropped particles)", unit="px",
                          default_text="min(particle box, 256)", min=8, **_E)
     # model
-    hidden: int = _s(1024, "MLP width (on a CPU, 256 trains about 10x faster)", **_AT_LEAST_1, **_E)
+    hidden: int | None = _s(None, "MLP width (on a CPU 256 trains 8-10x faster than 1024); "
+                                  "config.json records the width used and where it came from",
+                            default_text=f"auto: {AUTO_HIDDEN['cpu']} on a CPU, "
+                                         f"{AUTO_HIDDEN['cuda']} on a GPU",
+                            **_AT_LEAST_1, **_E)
+    # recorded, not a setting: "--hidden" (given) or "auto: <device type>"
+    hidden_source: str | None = field(default=None)
     residual_layers: int = _s(3, "residual GELU blocks after the first layer", **_AT_LEAST_0)
     pe_dim: int | None = _s(None, "random 3-D Fourier-feature frequencies / 3",
                             default_text="the working box", **_AT_LEAST_1)
@@ -95,7 +108,11 @@ class DensityConfig(StageConfig):
     mask_radius: float = _s(1.0, "modelled and fitted Fourier radius as a fraction of the half box",
                             min=0, max=1, min_inclusive=False)
     # training
-    epochs: float = _s(20.0, "training length in passes over the particles", **_POSITIVE, **_E)
+    epochs: float | None = _s(None, "training length in passes over the particles",
+                              default_text=f"{DEFAULT_EPOCHS:g}, or on smaller sets as many as it "
+                                           f"takes to show the network {MIN_TRAIN_IMAGES:,} "
+                                           "images (the learning curve of RESULTS.md)",
+                              **_POSITIVE, **_E)
     batch: int = _s(16, "images per optimisation step (global batch; split between torchrun "
                         "processes)", **_AT_LEAST_1, **_E)
     lr: float = _s(1e-4, "AdamW learning rate", **_POSITIVE)
@@ -180,6 +197,7 @@ def load_density_config_file(path) -> dict:
             data.setdefault(new, data.pop(old))
     data.pop("schema_version", None)
     data.pop("kind", None)
+    data.pop("hidden_source", None)     # a width in a --config file is one the user gives
     return data
 
 

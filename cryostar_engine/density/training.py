@@ -4,7 +4,9 @@ several processes.
 One step: a mini-batch of particles (star rows in a per-epoch shuffled order) → centred,
 normalised transforms on the half-disc → CTF · F(Rᵀk₂, z) → Fourier MSE → AdamW
 (:mod:`~cryostar_engine.density.step`; no host–device synchronisation inside it).
-The schedule counts *images seen* (``epochs × N``).  The order of epoch ``e`` is a permutation
+The schedule counts *images seen* (``epochs × N``); the default length (sized to the set) and
+width (chosen for the device) are resolved at the start (:mod:`~cryostar_engine.density.schedule`),
+saved in ``config.json`` and logged.  The order of epoch ``e`` is a permutation
 drawn from ``(seed, e)`` alone, so a run resumed from ``images_seen`` continues with exactly
 the batches it would have had.
 
@@ -42,6 +44,7 @@ from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
 from .results import density_frame, write_outputs
+from .schedule import resolve_run_defaults
 from .step import StepSetup, train_step
 
 __all__ = ["DensityTrainer", "train_density", "resume_config"]
@@ -78,13 +81,16 @@ class DensityTrainer:
     ``device`` defaults to ``config.device``; ``ctx`` is the process's
     :class:`~cryostar_engine.train.DistContext` (default: a single process).  The counters,
     checkpoints, read-backs and stops are the :class:`~cryostar_engine.train.RunScaffold`'s.
+    A length or width left to its default is resolved here if the caller did not
+    (:func:`~cryostar_engine.density.schedule.resolve_run_defaults`).
     """
 
     def __init__(self, config: DensityConfig, inputs: DensityInputs, run_dir: Path, log,
                  device=None, ctx: DistContext | None = None):
-        self.config, self.inputs, self.run_dir, self.log = config, inputs, Path(run_dir), log
         self.ctx = ctx or DistContext()
         self.device = torch.device(device) if device is not None else resolve_device(config.device)
+        config = resolve_run_defaults(config, len(inputs.z), self.device)[0]
+        self.config, self.inputs, self.run_dir, self.log = config, inputs, Path(run_dir), log
         self.amp = autocast_dtype(config, self.device)
         self.dataset = ParticleDataset(inputs.meta, box=inputs.box, cache_device=self.device)
         self.z = torch.as_tensor(inputs.z, device=self.device)
@@ -190,6 +196,8 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
         if config.batch < ctx.world_size:
             raise InputError(f"--batch {config.batch} is smaller than the number of "
                              f"processes ({ctx.world_size})")
+        # the default length and width, decided now and recorded (config.json, run.log)
+        config, decided = resolve_run_defaults(config, len(inputs.z), device, resumed=resume)
         run_dir, log = open_run(out, "density", ctx, device, resume, overwrite,
                                 lambda folder: write_json(folder / "config.json", config.to_dict()))
         configure_cpu(config.threads)
@@ -199,6 +207,8 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
         # the stack adds its own notes (a few constant images)
         for note in inputs.meta.notes if ctx.is_main else []:
             log.warning("note: %s", note)
+        for line in decided if ctx.is_main else []:
+            log.info("%s", line)
         ckpt = trainer.scaffold.resume() if resume else None
         if ckpt is not None:
             trainer.f_std = float(ckpt["f_std"])
