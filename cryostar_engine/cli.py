@@ -13,10 +13,11 @@ import sys
 from .errors import InputError
 
 COMMANDS = ["check-inputs", "inspect-model", "train-atom", "eval-atom", "analyze", "export-subset",
-            "train-density", "eval-density", "doctor"]
+            "train-density", "eval-density", "validate", "doctor"]
 
 
 def _module(name: str):
+    name = {"validate": "validate_runs"}.get(name, name)
     return importlib.import_module(f"cryostar_engine.commands.{name.replace('-', '_')}")
 
 

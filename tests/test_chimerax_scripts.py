@@ -19,6 +19,8 @@ from cryostar_engine.analysis.chimerax import trajectory_script
 from cryostar_engine.density.outputs import chimerax_script
 
 SPEC = re.compile(r"^#\d+(-\d+)?(,\d+(-\d+)?)*(\.\d+)*$")
+# a model spec narrowed to chains and residue numbers (``color #2/A:3-7,10``), for ``color``
+ATOM_SPEC = re.compile(r"^#\d+(\.\d+)*(/[A-Za-z0-9]+(,[A-Za-z0-9]+)*(:-?\d+(--?\d+)?(,-?\d+(--?\d+)?)*)?)?$")
 FRAMES = re.compile(r"^(-?\d+)?(,(-?\d+)?(,-?\d+)?)?$")
 COLOURS = {"silver", "gray", "grey", "white", "black", "red", "green", "blue", "yellow", "orange",
            "cyan", "magenta", "tan", "salmon", "cornflowerblue", "gold", "purple", "pink"}
@@ -87,7 +89,7 @@ def _positionals(cmd, args, base: Path | None):
         return f"{cmd} needs a model spec such as #1 first, got {args[:1]}"
     if args and args[0].startswith("#") and not SPEC.match(args[0]) and cmd != "color":
         return f"{cmd}: malformed model spec {args[0]!r}"
-    rest = args[1:] if args and SPEC.match(args[0]) else args
+    rest = args[1:] if args and (SPEC.match(args[0]) or (cmd == "color" and ATOM_SPEC.match(args[0]))) else args
     if cmd == "volume":
         return None if all(a in ("show", "hide") for a in rest) else f"volume: unexpected {rest}"
     if cmd == "style":
@@ -95,7 +97,7 @@ def _positionals(cmd, args, base: Path | None):
     if cmd in ("cartoon", "view", "vseries play", "vseries stop"):
         return None if not rest else f"{cmd}: unexpected {rest}"
     if cmd == "color":
-        if not args or not SPEC.match(args[0]):
+        if not args or not (SPEC.match(args[0]) or ATOM_SPEC.match(args[0])):
             return f"color needs a model spec first, got {args[:1]}"
         ok = len(rest) == 1 and (rest[0] in COLOUR_SCHEMES or _colour(rest[0]))
         return None if ok else f"color: expected one colour or scheme, got {rest}"
@@ -215,6 +217,8 @@ GOOD = "open model.pdb coordsets true\nshow #1 atoms\ncoordset #1 1,10 pauseFram
     ("volume #1 transparency 1.5", "bad value '1.5' for transparency"),
     ("hide #2-4 model", "unknown option 'model'"),
     ("color #1 bypolymers", "expected one colour or scheme"),
+    ("color #1/A:3-x #ff0000", "color needs a model spec"),
+    ("color #1/A:3-7 #ff00", "expected one colour or scheme"),
     ("vseries play #1 loop", "has no value"),
     ("movie record", "unknown or unsupported command 'movie'"),
 ])

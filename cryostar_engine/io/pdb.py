@@ -182,18 +182,20 @@ def read_beads(path) -> Beads:
                  centre_offsets_A=np.asarray(centres, np.float64), notes=notes)
 
 
-def write_beads_pdb(path, beads: Beads, models) -> None:
+def write_beads_pdb(path, beads: Beads, models, bfactors=None) -> None:
     """Write bead structures as a multi-model PDB (one ``MODEL`` per entry of ``models``).
 
     ``models``: ``(M, N, 3)`` coordinates in Å.  Atoms are named CA / C1′ with the reference's
     chain ids, residue numbers and names, so the file opens as a trace in ChimeraX or PyMOL and
-    ``coordsets true`` plays the models as a movie.  Written atomically.
+    ``coordsets true`` plays the models as a movie.  ``bfactors``: ``(M, N)`` values for the
+    B-factor column (e.g. a per-residue score; default 0).  Written atomically.
     """
     from .atomic import atomic_path
 
     models = np.asarray(models, dtype=np.float64)
     if models.ndim == 2:
         models = models[None]
+    b = np.zeros(models.shape[:2]) if bfactors is None else np.broadcast_to(bfactors, models.shape[:2])
     lines = []
     for m, xyz in enumerate(models, start=1):
         lines.append(f"MODEL     {m:4d}")
@@ -206,7 +208,7 @@ def write_beads_pdb(path, beads: Beads, models) -> None:
                 f"ATOM  {(i + 1) % 100000:5d} {atom_field:4s} {beads.res_names[i]:>3s} "
                 f"{str(beads.chain_ids[i])[:1]:1s}{int(beads.res_ids[i]) % 10000:4d}"
                 f"{(beads.insertion_codes[i] or ' ')[:1]:1s}   "
-                f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{0.0:6.2f}          {element:>2s}")
+                f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{b[m - 1, i]:6.2f}          {element:>2s}")
         lines.append("ENDMDL")
     lines.append("END")
     with atomic_path(path, suffix=".pdb") as tmp:

@@ -32,7 +32,8 @@ __all__ = ["MANIFEST", "SCHEMAS", "list_files", "write_manifest", "read_manifest
 MANIFEST = "manifest.json"
 SCHEMAS = {"atom": "cryostar-atom/1", "density": "cryostar-density/1",
            "analysis": "cryostar-analysis/2", "density-eval": "cryostar-density-eval/1",
-           "atom-eval": "cryostar-atom-eval/1", "check": "cryostar-check/1"}
+           "atom-eval": "cryostar-atom-eval/1", "check": "cryostar-check/1",
+           "validation": "cryostar-validation/1"}
 
 
 def _skipped(path: Path) -> bool:
