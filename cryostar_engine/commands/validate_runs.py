@@ -27,9 +27,9 @@ import sys
 
 from ..modelmap import validate_runs
 from ..modelmap.runs import load_run_pair
-from ..train import prepare_run_dir, resolve_device
+from ..train import configure_cpu, prepare_run_dir, resolve_device
 from ..train.rundir import discard_on_failure
-from ..validate import check_output_folder
+from ..validate import check_output_folder, check_positive
 
 
 def add_args(p):
@@ -38,13 +38,17 @@ def add_args(p):
                    help="a finished train-density run trained on the atom run's z.npy (stage 2)")
     p.add_argument("--out", required=True, help="output folder of the validation")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads (default: the cores this process was given; never more)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier validation in --out")
 
 
 def main(args):
     out = check_output_folder(args.out)
+    check_positive("--threads", args.threads)
     load_run_pair(args.atom_run, args.density_run)          # one-line errors before any work
     device = resolve_device(args.device)
+    configure_cpu(args.threads)
     with discard_on_failure(out):
         prepare_run_dir(out, "validation", overwrite=args.overwrite)
         report = validate_runs(args.atom_run, args.density_run, out, device=device,
