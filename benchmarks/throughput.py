@@ -4,6 +4,13 @@ and seconds per generated volume.  Prints a table and writes JSON.
     python benchmarks/throughput.py --device cpu --quick --out bench_out/throughput_cpu.json
     python benchmarks/throughput.py --device cuda --out bench_out/throughput_cuda.json
 
+Issue 17 (scale): ``--model complex --en-compare`` times stage 1 on packed protein–RNA complexes
+of many chains and shows the elastic network's relaxation before (per-chain loop) and after
+(one batched operation) in the same process; rows list the pair counts of each restraint.
+
+    OMP_NUM_THREADS=1 python benchmarks/throughput.py --device cpu --threads 1 --model complex \
+        --en-compare --s1-boxes 128 --s1-beads 2000 5000 10000 20000 --s2-boxes --volumes
+
 Default grid: stage 1 at boxes 64/128/256 × 214/2,000/10,000 beads (batch 64), stage 2 at boxes
 64/128 (batch 16, the 1024-wide default network), volumes at 128³ and 256³.  ``--quick`` (for
 the CPU): stage 1 at box 64 with 214 and 2,000 beads, stage 2 at box 64, a volume at 64³ and
@@ -13,7 +20,9 @@ particles and bead clouds; speed does not depend on the content).
 
 Timing: ``--warmup`` steps first (allocations, kernel selection, cuDNN/cuFFT plans), then as
 many steps as fill ``--seconds`` (at least ``--min-steps``), timed as one block between two
-``torch.cuda.synchronize`` calls on a GPU; images/s = steps × batch / time.  Peak memory:
+``torch.cuda.synchronize`` calls on a GPU; images/s = steps × batch / time.  Stage-1 rows also
+give the engine's memory estimate (``atom/memory.py``, plus the resident particle pool) and, on
+a GPU, its ratio to the measured peak.  Peak memory:
 ``torch.cuda.max_memory_allocated`` on a GPU; on the CPU each case runs in a fresh process and
 its peak RSS (``ru_maxrss``) is reported together with the RSS before the case was built (the
 interpreter and torch).  The machine's load average is recorded at the start and the end: on a
@@ -35,6 +44,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(1, str(Path(__file__).resolve().parents[1]))    # tests.test_scale (--en-compare)
 
 TARGETS = {  # issue 7, for one H100; printed next to CUDA figures
     ("stage1", 128): "≥ 5,000 img/s (≤ 5,000 beads)", ("stage2", 128): "≥ 1,000 img/s",
@@ -105,21 +115,77 @@ def run_case(spec: dict) -> dict:
     else:
         if spec["kind"] == "stage1":
             case = tc.Stage1Case(spec["box"], spec["beads"], a["batch1"], device, a["precision"],
-                                 compile=a.get("compile", False))
+                                 compile=a.get("compile", False), model=a.get("model", "cloud"))
             row.update(case.sizes, batch=a["batch1"], precision="bf16" if case.setup.amp else "fp32",
-                       compiled=bool(a.get("compile", False)))
+                       compiled=bool(a.get("compile", False)), model=a.get("model", "cloud"),
+                       estimate_MB=case.estimate_bytes() / 2**20)
+
         else:
             case = tc.Stage2Case(spec["box"], a["batch2"], device, a["precision"])
             row.update(points=case.points, batch=a["batch2"], precision="bf16" if case.setup.amp else "fp32")
-        sec, cpu, n = time_steps(case.step, device, a["warmup"], a["seconds"], a["min_steps"])
+        if spec["kind"] == "stage1" and a.get("en_compare"):
+            sec, cpu, n = _en_compare(case, device, a, row)
+        else:
+            sec, cpu, n = time_steps(case.step, device, a["warmup"], a["seconds"], a["min_steps"])
         row.update(ms_per_step=1e3 * sec, images_per_s=row["batch"] / sec, steps=n,
                    cpu_ms_per_step=1e3 * cpu, images_per_cpu_s=row["batch"] / cpu)
     if device.startswith("cuda"):
         row["peak_gpu_MB"] = torch.cuda.max_memory_allocated(device) / 2**20
+        if "estimate_MB" in row:
+            row["estimate_over_peak"] = row["estimate_MB"] / row["peak_gpu_MB"]
     else:
         row.update(peak_rss_MB=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                    base_rss_MB=base_mb)
     return row
+
+
+def _count_ops(fn) -> int:
+    """Tensor operations (ATen calls, forward and backward; on a GPU each is at least one kernel
+    launch) that one call of ``fn`` runs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.n += 1
+            return func(*args, **(kwargs or {}))
+    with Count():
+        fn()
+    return Count.n
+
+
+def _en_compare(case, device, a, row: dict):
+    """Before/after issue 17's vectorisation in one process: the full step and the elastic-network
+    term alone (forward + backward), timed with the per-chain loop and with the batched
+    relaxation alternately (per-chain, batched, per-chain, batched, each ``--seconds``/2) so that
+    both see the same machine load.  Adds wall and CPU rates of both paths to ``row``; returns
+    the batched path's (wall s, CPU s, steps) per step."""
+    sums = {}
+    for _ in range(a["warmup"]):
+        case.step()
+    half = max(a["seconds"] / 2, 0.1)
+    for _ in range(2):
+        for tag in ("per_chain", "batched"):
+            case.use_per_chain_relaxation(tag == "per_chain")
+            sec, cpu, n = time_steps(case.step, device, 0, half, a["min_steps"])
+            en_sec, en_cpu, _ = time_steps(case.relaxation_only(), device, 1, min(half, 2.0), 5)
+            for k, v in {"step_s": sec * n, "step_cpu_s": cpu * n, "steps": n,
+                         "en_s": en_sec, "en_cpu_s": en_cpu}.items():
+                sums[(tag, k)] = sums.get((tag, k), 0.0) + v
+    for tag in ("per_chain", "batched"):
+        case.use_per_chain_relaxation(tag == "per_chain")
+        row[f"en_ops_{tag}"] = _count_ops(case.relaxation_only())
+    case.use_per_chain_relaxation(False)
+    batch = a["batch1"]
+    for tag in ("per_chain", "batched"):
+        n = sums[(tag, "steps")]
+        row[f"images_per_s_{tag}"] = batch * n / sums[(tag, "step_s")]
+        row[f"images_per_cpu_s_{tag}"] = batch * n / sums[(tag, "step_cpu_s")]
+        row[f"en_ms_{tag}"] = 1e3 * sums[(tag, "en_s")] / 2
+        row[f"en_cpu_ms_{tag}"] = 1e3 * sums[(tag, "en_cpu_s")] / 2
+    n = int(sums[("batched", "steps")])
+    return sums[("batched", "step_s")] / n, sums[("batched", "step_cpu_s")] / n, n
 
 
 def _isolated(spec: dict) -> dict:
@@ -193,6 +259,12 @@ def parse_args(argv=None):
                    "on the GPU (the trainers do not)")
     p.add_argument("--compile", action="store_true", help="stage 1 with torch.compile (as train-atom "
                    "--compile); give --warmup ≥ 5 so that compilation is not timed")
+    p.add_argument("--model", default="cloud", choices=["cloud", "complex"],
+                   help="stage-1 beads: one compact chain (earlier sessions), or a packed "
+                        "protein–RNA complex of AdK chains and RNA duplexes (issue 17)")
+    p.add_argument("--en-compare", action="store_true", help="stage 1: also time the step and the "
+                   "elastic-network term with the per-chain relaxation loop of before issue 17 "
+                   "(tests/test_scale.py), alternating with the batched one, in the same process")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--seconds", type=float, default=None, help="time per case (default 5 s on "
                    "a GPU, 10 s on the CPU)")
@@ -221,7 +293,8 @@ def main(argv=None):
         sys.exit(f"--device {a.device}: torch {torch.__version__} sees no GPU")
     cuda = a.device.startswith("cuda")
     args = {k: getattr(a, k) for k in ("batch1", "batch2", "precision", "threads", "tf32", "warmup",
-                                       "seconds", "min_steps", "volume_repeats", "chunk", "compile")}
+                                       "seconds", "min_steps", "volume_repeats", "chunk", "compile",
+                                       "model", "en_compare")}
     info = machine(a.device, a.threads)
     print(f"device {a.device}" + (f" ({info['gpu']}, CUDA {info['cuda']})" if cuda else "")
           + f"; CPU {info['cpu']}, {info['threads']} threads of {info['cores_available']} cores; "
@@ -234,6 +307,16 @@ def main(argv=None):
         row = _isolated({**spec, "device": a.device, "args": args})
         rows.append(row)
         print(fmt_row(row, cuda), flush=True)
+        if row["kind"] == "stage1":
+            print(f"{'':14s}pairs: continuity {row['continuity_pairs']}, elastic {row['en_pairs']} "
+                  f"in {row['en_groups']} groups, clash {row['clash_pairs']}; {row['chains']} chains, "
+                  f"{row['nucleotide_beads']} nucleotide beads", flush=True)
+        if "en_ms_batched" in row:
+            print(f"{'':14s}relaxation per-chain → batched: step {row['images_per_s_per_chain']:.1f} → "
+                  f"{row['images_per_s_batched']:.1f} img/s ({row['images_per_cpu_s_per_chain']:.1f} → "
+                  f"{row['images_per_cpu_s_batched']:.1f} img/CPU-s); EN term alone "
+                  f"{row['en_cpu_ms_per_chain']:.2f} → {row['en_cpu_ms_batched']:.2f} CPU-ms, "
+                  f"{row['en_ops_per_chain']} → {row['en_ops_batched']} tensor ops", flush=True)
     info["load_average_end"] = os.getloadavg()
     mem_note = ("peak MB: torch.cuda.max_memory_allocated" if cuda else
                 "peak MB: peak RSS of the case's process minus its RSS before the case was built")

@@ -274,6 +274,15 @@ class Stage1Case:
                 "chains": len(set(b.chain_ids)), "nucleotide_beads": int(b.is_nucleotide.sum()),
                 "en_groups": len(np.unique(self.graph.en_group))}
 
+    def estimate_bytes(self) -> int:
+        """The trainer's memory estimate of one step (:func:`estimate_step_bytes`) plus this
+        case's particle pool resident on the device: what ``max_memory_allocated`` should see."""
+        from cryostar_engine.atom.memory import estimate_step_bytes
+        n_params = sum(p.numel() for p in self.setup.net.parameters())
+        pool = self.pool.images.numel() * self.pool.images.element_size()
+        return estimate_step_bytes(self.batch_size, self.forward_box, len(self.beads),
+                                   len(self.setup.restraints.pairs), n_params) + pool
+
     def use_per_chain_relaxation(self, per_chain: bool) -> None:
         """Time the step with the elastic network's relaxation as the per-chain Python loop it
         was before issue 17 (``tests/test_scale.py``'s reference, patched into the step of this
