@@ -15,6 +15,12 @@ Structure figures
     * :func:`ca_rmsd_summary` — mean per-particle Cα RMSD (Å, no superposition) of the decoded
       structures against the particle's true frame, the same for the reference model, and their
       ratio (< 1: the method moved the model towards the truth).
+    * :func:`rmsd_by_group` — the same per group of beads (protein Cα vs RNA C1′, or per chain;
+      labels from :func:`bead_kinds`), each group's ratio against its own reference RMSD.
+Nuisance check
+    * :func:`pc_correlations` — |Spearman ρ| of each of the first principal components of z with
+      named per-particle quantities (true frame, |frame − reference frame|, defocus, pose, shift):
+      what each PC carries.
 Map figures (on a subset of particles, see :func:`pick_particles`)
     * :func:`au_fsc` — area under |FSC| over 0–0.5 cycles/px of one map against its ground truth
       (rectangle rule, one shell = 1/D cycles/px, so a perfect map scores 0.5).
@@ -40,7 +46,8 @@ from cryostar_engine.metrics import correlation, fsc, rmsd_per_model
 from cryostar_engine.physics.fourier import gaussian_lowpass_volume
 
 __all__ = [
-    "best_pc_spearman", "knn_r2", "ca_rmsd_summary", "residue_rows", "pick_particles",
+    "best_pc_spearman", "knn_r2", "ca_rmsd_summary", "rmsd_by_group", "bead_kinds",
+    "pc_correlations", "residue_rows", "pick_particles",
     "au_fsc", "mean_au_fsc", "lowpass_sigma_vox", "envelope_mask", "heterogeneity_carried",
     "mean_map_correlation", "score_maps", "single_map_floor",
     "LatentFigures", "latent_figures", "format_table",
@@ -132,6 +139,67 @@ def ca_rmsd_summary(decoded_ca: np.ndarray, frame: np.ndarray, gt_ca: np.ndarray
     ref = rmsd_per_model(np.broadcast_to(np.asarray(ref_ca, np.float64), truth.shape), truth)
     return {"rmsd": float(rmsd.mean()), "ref_rmsd": float(ref.mean()),
             "ratio": float(rmsd.mean() / ref.mean()), "n_residues": int(truth.shape[1])}
+
+
+def bead_kinds(is_nucleotide: np.ndarray) -> np.ndarray:
+    """``(R,)`` labels ``"protein"`` (Cα beads) / ``"RNA"`` (C1′ beads) for :func:`rmsd_by_group`."""
+    return np.where(np.asarray(is_nucleotide, bool), "RNA", "protein")
+
+
+def rmsd_by_group(decoded: np.ndarray, frame: np.ndarray, gt: np.ndarray, ref: np.ndarray,
+                  labels: np.ndarray) -> dict:
+    """:func:`ca_rmsd_summary` for each group of beads.
+
+    Parameters
+    ----------
+    decoded, frame, gt, ref : as :func:`ca_rmsd_summary` (``(N, R, 3)``, ``(N,)``,
+        ``(F, R, 3)``, ``(R, 3)``; beads = Cα or C1′).
+    labels : ``(R,)`` group of each bead (e.g. :func:`bead_kinds`, or the chain ids).
+
+    Returns
+    -------
+    ``{label: summary}`` in order of first appearance; each summary's ratio compares the group's
+    decoded RMSD with the reference's RMSD *on the same beads* (so a group that does not move
+    has a reference RMSD near 0 and an uninformative ratio: read its ``rmsd``).
+    """
+    labels = np.asarray(labels)
+    out = {}
+    for label in dict.fromkeys(labels.tolist()):
+        m = labels == label
+        with np.errstate(divide="ignore", invalid="ignore"):
+            out[label] = ca_rmsd_summary(np.asarray(decoded)[:, m], frame, np.asarray(gt)[:, m],
+                                         np.asarray(ref)[m])
+        if not np.isfinite(out[label]["ratio"]):
+            out[label]["ratio"] = None          # the group does not move: no ratio
+    return out
+
+
+def pc_correlations(z: np.ndarray, quantities: dict, n_pcs: int = 3,
+                    frame: np.ndarray | None = None) -> dict:
+    """|Spearman ρ| of each of the first ``n_pcs`` principal components of z with each quantity.
+
+    Parameters
+    ----------
+    z : ``(N, K)`` latents.
+    quantities : ``{name: (N,) array}`` per-particle values (star order), e.g. the true frame,
+        ``|frame − reference frame|``, mean defocus, tilt, in-plane shift.
+    frame : optional ``(N,)`` true frame: adds each PC's own :func:`knn_r2` of the frame, which
+        sees a motion that a PC carries non-monotonically (a curved latent path) where ρ does not.
+
+    Returns
+    -------
+    ``{"explained_variance": [fraction per PC], name: [|ρ| per PC], ...}``.
+    """
+    z = np.asarray(z, np.float64)
+    n = min(n_pcs, z.shape[1], len(z))
+    pca = PCA(n_components=n).fit(z - z.mean(0))
+    pcs = pca.transform(z - z.mean(0))
+    out = {"explained_variance": [float(v) for v in pca.explained_variance_ratio_]}
+    for name, q in quantities.items():
+        out[name] = [float(abs(spearmanr(pcs[:, i], np.asarray(q)).statistic)) for i in range(n)]
+    if frame is not None:
+        out["frame kNN R2 from this PC alone"] = [knn_r2(pcs[:, [i]], frame) for i in range(n)]
+    return out
 
 
 # -------------------------------------------------------------------------------- map figures
