@@ -257,6 +257,10 @@ def _report(r, out, seconds):
             p(f"  {name}: {len(files)} maps, {os.path.join(runDir, files[0])} …")
         for name, cxc in (man.get("cxc") or {}).items():
             p(f"  ChimeraX ({name}): chimerax {os.path.join(runDir, cxc)}")
+        cxc = os.path.join(d.getValidationDir(), "validation.cxc")
+        if os.path.exists(cxc):
+            p(f"  Model-map validation: {d.getValidationDir()} (report.json, figures)")
+            p(f"  ChimeraX (models coloured by agreement with the maps): chimerax {cxc}")
     else:
         p("\n(train density generator: skipped)")
     p(f"\n{subset.getObjLabel()}:")

@@ -10,7 +10,8 @@ Usage (the SCIPION_* variables of the test environment must be set, see
 
 ``DIR`` holds ``p48/particles.star`` (with ``map.mrc``) and ``p64/particles.star`` (no map);
 the model is the bundled AdK reference.  Protocols: check inputs → train atom generator →
-analyze latent space → train density generator → particles subset on the 48-px particles, and
+analyze latent space → train density generator (which validates the models against its maps)
+→ particles subset on the 48-px particles, and
 train atom generator alone on the 64-px ones.  Every form keeps its defaults except the epochs
 (short training), the subset's states (the form has no default choice) and the threads row.
 The result JSON names each protocol's engine run folder, for the test to compare with the
@@ -99,7 +100,10 @@ def run(dataDir):
                    "centres": train.ClusterCentres.getSize()},
         "analyze_centres": analyze.ClusterCentres.getSize(),
         "density48": {"run": density.getRunDir(), "args": density._getTrainArgs(),
-                      "volumes": density.Volumes.getSize()},
+                      "volumes": density.Volumes.getSize(),
+                      "validate_args": density._getValidateArgs(),
+                      "validation_points": len(density.getValidation()[1]["points"]),
+                      "summary": density.summary()},
         "subset": subset.Particles.getSize(),
         "atom64": {"run": train64.getRunDir(), "args": train64._getTrainArgs()},
         "modules": sorted(m for m in sys.modules

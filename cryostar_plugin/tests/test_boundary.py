@@ -188,6 +188,9 @@ class TestCryoStarBoundaryChain(unittest.TestCase):
         self.assertEqual(r["atom48"]["centres"], 10)          # the engine's default k
         self.assertEqual(r["analyze_centres"], 10)
         self.assertEqual(r["density48"]["volumes"], 10 + 3 * 10)   # k, PCs × points
+        # the density protocol's default model-map validation ran through the engine too
+        self.assertEqual(r["density48"]["validation_points"], r["density48"]["volumes"])
+        self.assertIn("Model-map validation: ", r["density48"]["summary"][-1])
         self.assertGreater(r["subset"], 0)
 
     def test_untouched_forms_pass_only_inputs_and_run_settings(self):
@@ -196,6 +199,10 @@ class TestCryoStarBoundaryChain(unittest.TestCase):
             flags = [a for a in args if a.startswith("--")]
             self.assertLessEqual(set(flags), {"--particles", "--model", "--map", "--out", "--z",
                                               "--threads", "--epochs"}, (key, args))
+        # validate, which the command line's train-density does not run, gets its defaults too
+        args = self.result["density48"]["validate_args"]
+        self.assertEqual({a for a in args if a.startswith("--")},
+                         {"--atom-run", "--density-run", "--out", "--threads"}, args)
 
     def _cliAtom(self, name, folder, withMap):
         out = os.path.join(self.tmp, f"cli_{name}")

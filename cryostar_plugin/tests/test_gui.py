@@ -127,12 +127,19 @@ class TestCryoStarGui(SharedChainTest):
         self.assertEqual(len(scatter["screenshots"]), 1)
         gallery = steps[f"viewer_{self.density.getClassName()}_doShowVolumeSlices"]
         self.assertEqual(len(gallery["screenshots"]), 1)
+        # the model-map validation: its table window, the overview and a per-point figure
+        for name in ("doShowValidationTable", "doShowValidationOverview",
+                     "doShowValidationPoint"):
+            step = steps[f"viewer_{self.density.getClassName()}_{name}"]
+            self.assertEqual(len(step["screenshots"]), 1, name)
+            self.assertNotIn("dialogs", step, name)
         # ChimeraX is not installed here: its buttons explain where the script is
-        chimera = steps[f"viewer_{self.density.getClassName()}_doShowVolumeSeries"]
-        if not shutil.which("chimerax") and not shutil.which("ChimeraX"):
-            (dialog,) = chimera["dialogs"]
-            self.assertIn("ChimeraX", dialog["text"])
-            self.assertIn(".cxc", dialog["text"])
+        for name in ("doShowVolumeSeries", "doShowValidationChimera"):
+            chimera = steps[f"viewer_{self.density.getClassName()}_{name}"]
+            if not shutil.which("chimerax") and not shutil.which("ChimeraX"):
+                (dialog,) = chimera["dialogs"]
+                self.assertIn("ChimeraX", dialog["text"])
+                self.assertIn(".cxc", dialog["text"])
         for name in shots:
             path = os.path.join(ARTIFACTS, name)
             self.assertTrue(os.path.exists(path), name)

@@ -21,6 +21,7 @@ from ..protocols import (ProtCryoStarAnalyze, ProtCryoStarCheckInputs, ProtCryoS
 from . import gallery, plots
 from .check import CheckInputsViews
 from .chimerax import chimeraxView
+from .validation import ValidationViews
 
 __all__ = ["CryoStarViewer", "writeAllFigures"]
 
@@ -30,10 +31,11 @@ ENGINE_FIGURES = {"pc_scatter": "PCA scatter", "pc_density": "PCA density",
                   "k-means populations", "training_curves": "training curves", "umap": "UMAP"}
 
 
-class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
+class CryoStarViewer(CheckInputsViews, ValidationViews, EmProtocolViewer):
     """Latent space (the engine's PCA as scatter and density coloured by k-means state, the
     particles of a PC range, UMAP), the engine's figures, training curves, structures and
-    volumes in ChimeraX, and a slice gallery of the density generator's volumes."""
+    volumes in ChimeraX, a slice gallery of the density generator's volumes and its model-map
+    validation."""
     _label = "analyze results"
     _targets = [ProtCryoStarTrainAtom, ProtCryoStarAnalyze, ProtCryoStarTrainDensity,
                 ProtCryoStarSubset, ProtCryoStarCheckInputs]
@@ -93,6 +95,7 @@ class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
                           label="Slice gallery of that series")
             form.addParam("doShowVolumeSeries", params.LabelParam,
                           label="All series in ChimeraX")
+            self._defineValidationParams(form)
         elif self._isSubset():
             form.addSection(label="Subset")
             form.addParam("doShowSelection", params.LabelParam,
@@ -121,6 +124,7 @@ class CryoStarViewer(CheckInputsViews, EmProtocolViewer):
         if self._isDensity():
             d.update(doShowVolumeSlices=self._showVolumeSlices,
                      doShowVolumeSeries=self._showVolumeSeries)
+            d.update(self._validationVisualizeDict())
         elif self._isSubset():
             d.update(doShowSelection=self._showSelection)
         else:
