@@ -22,7 +22,7 @@ __all__ = ["DEFAULT_EPOCHS", "MIN_TRAIN_IMAGES", "AUTO_HIDDEN", "default_density
            "auto_hidden", "resolve_run_defaults"]
 
 DEFAULT_EPOCHS = 20.0
-MIN_TRAIN_IMAGES = 60_000
+MIN_TRAIN_IMAGES = 200_000
 AUTO_HIDDEN = {"cpu": 256, "cuda": 1024}
 EXPLICIT = "--hidden"
 
