@@ -6,7 +6,9 @@ wrong through the library's test arguments (never a CLI flag):
 * ``--case shuffle``: the stage-1 z shuffled across particles before decoding (seed 0);
 * ``--case turn``: an extra rigid turn of a domain (default AdK's LID, residues 122-159) by
   ``--degrees`` about its hinge (the axis through the midpoint of the domain's end residues,
-  normal to the plane of hinge, domain centre and core centre), at every point.
+  normal to the plane of hinge, domain centre and core centre), at every point;
+* ``--case frozen``: every point's model replaced by the mean model (a missing degree of
+  freedom: the maps change where the models do not).
 
 Prints one line: verdict, mean local CC, median FSC 0.5, flagged chains (points).
 
@@ -42,12 +44,17 @@ def domain_turn(first: int, last: int, degrees: float):
     return turn
 
 
+def frozen_models(coords, beads):
+    """A model transform: every model replaced by the mean of the models."""
+    return np.broadcast_to(coords.mean(0), coords.shape).copy()
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--atom-run", required=True)
     p.add_argument("--density-run", required=True)
     p.add_argument("--out", required=True)
-    p.add_argument("--case", choices=("none", "shuffle", "turn"), required=True)
+    p.add_argument("--case", choices=("none", "shuffle", "turn", "frozen"), required=True)
     p.add_argument("--degrees", type=float, default=20.0)
     p.add_argument("--domain", default="122-159", help="first-last residue of the turned domain")
     args = p.parse_args(argv)
@@ -58,6 +65,8 @@ def main(argv=None) -> None:
     elif args.case == "turn":
         first, last = (int(v) for v in args.domain.split("-"))
         kw["model_transform"] = domain_turn(first, last, args.degrees)
+    elif args.case == "frozen":
+        kw["model_transform"] = frozen_models
     prepare_run_dir(args.out, "validation", overwrite=True)
     t0 = time.perf_counter()
     r = validate_runs(args.atom_run, args.density_run, args.out, **kw)

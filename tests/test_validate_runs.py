@@ -9,11 +9,12 @@ k-means states and 5 PC1 points, ~15 CPU-s).  Then:
   (a) the stage-1 z shuffled across particles before decoding (model moves where the map does
   not, or the map changes where the model stays); (b) an extra rigid 20° turn of the LID domain
   (residues 122-159) about its hinge at every point (model moves, map does not, on the LID);
+  (c) every model replaced by the mean model, the motion frozen out (map changes, model rigid);
 * bad inputs (a stage-1 run as --density-run and the reverse, a density run trained on other
   z, an unfinished density run, a missing folder) stop with one line and exit 2, leaving nothing.
 
-Run time: about 55 CPU-s in all (30 s stage 1, 15 s stage 2, 3 validations); several minutes
-of wall time on a loaded machine.
+Run time: about 70 CPU-s in all (30 s stage 1, 15 s stage 2, 5 comparisons of 10 points);
+several minutes of wall time on a loaded machine.
 """
 import json
 import shutil
@@ -21,12 +22,12 @@ import shutil
 import numpy as np
 import pytest
 
-from benchmarks.modelmap_broken import domain_turn
+from benchmarks.modelmap_broken import domain_turn, frozen_models
 from conftest import ADK_REF, ADK_STAR
 from cryostar_engine.atom import AtomConfig, train_atom
 from cryostar_engine.cli import main as cli
 from cryostar_engine.io import read_map
-from cryostar_engine.modelmap import validate_runs
+from cryostar_engine.modelmap import compare_runs, validate_runs
 from cryostar_engine.modelmap.figures import overview_figure_obj, point_figure_obj
 from cryostar_engine.train import prepare_run_dir
 
@@ -100,6 +101,19 @@ def test_an_extra_domain_turn_is_flagged_on_that_domain(runs, tmp_path):
     assert residues and np.mean([LID[0] <= r <= LID[1] for r in residues]) > 0.5, residues
 
 
+def test_models_without_the_motion_are_flagged_where_the_map_changes(runs, tmp_path, monkeypatch):
+    """The reverse flag: every point's model is the mean model (the motion frozen out, a missing
+    degree of freedom), while the maps still change.  (Run with the maps rendered again in the
+    second pass, as for boxes too large to keep every point's map in memory.)"""
+    from cryostar_engine.modelmap import validate as engine
+
+    monkeypatch.setattr(engine, "KEEP_MAPS_BYTES", 0)
+    report = _validate(runs, tmp_path / "frozen", model_transform=frozen_models)
+    assert report["verdict"] == "flagged"
+    assert report["chains"][0]["flag"] == "map_changes_model_rigid", report["chains"]
+    assert all(c["flag"] != "model_moves_map_not" for p in report["points"] for c in p["chains"])
+
+
 def test_outputs_follow_the_layout(correct, runs):
     report = json.loads((correct / "report.json").read_text())
     man = json.loads((correct / "manifest.json").read_text())
@@ -122,23 +136,9 @@ def test_outputs_follow_the_layout(correct, runs):
     assert t["min_displacement_A"] == pytest.approx(t["resolution_A"] / 2, rel=1e-3)
 
 
-def test_figures_are_readable(runs, tmp_path):
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: F401
-    from cryostar_engine.modelmap import validate as engine
-
-    kept = {}
-
-    def keep(out, pair, beads, results, t, *rest):
-        kept.update(results=results, beads=beads, t=t)
-        return {"verdict": "supported"}
-
-    original = engine.write_report
-    engine.write_report = keep
-    try:
-        validate_runs(runs[0], runs[1], tmp_path / "unused")
-    finally:
-        engine.write_report = original
-    res, beads, t = kept["results"], kept["beads"], kept["t"]
+def test_figures_are_readable(runs):
+    c = compare_runs(runs[0], runs[1])
+    res, beads, t = c.results, c.beads, c.thresholds
     for fig in (point_figure_obj(res[0], beads, t),
                 overview_figure_obj(res, beads, t, {"verdict": "supported"})):
         renderer = fig.canvas.get_renderer()

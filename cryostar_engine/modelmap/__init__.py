@@ -10,11 +10,12 @@ of the decoded models (stage 1) is in the data or only in the prior.  Pieces, on
 * :mod:`.compare` — one latent point: model density, maps, FSC, local CCs, flags;
 * :mod:`.report` — report.json, per-point files, manifest; :mod:`.figures`, :mod:`.chimerax`.
 
-Entry point: :func:`validate_runs`.
+Entry points: :func:`validate_runs` (compare and write), :func:`compare_runs` (compare only).
 """
 from .compare import PointResult
 from .flags import Thresholds
 from .runs import LatentPoint, RunPair, load_run_pair
-from .validate import validate_runs
+from .validate import Comparison, compare_runs, validate_runs
 
-__all__ = ["PointResult", "Thresholds", "LatentPoint", "RunPair", "load_run_pair", "validate_runs"]
+__all__ = ["PointResult", "Thresholds", "LatentPoint", "RunPair", "load_run_pair", "Comparison",
+           "compare_runs", "validate_runs"]

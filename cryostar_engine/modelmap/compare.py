@@ -27,7 +27,8 @@ __all__ = ["PointMaps", "PointResult", "render_model", "point_maps", "compare_po
 @dataclass
 class PointMaps:
     """What one point needs before the thresholds are known: the model ``coords`` ``(N, 3)``
-    (box frame, Å), its density and the map ``(D, D, D)``, and the masked FSC."""
+    (box frame, Å), its density and the map ``(D, D, D)`` float32 (None once compared), and
+    the masked FSC."""
 
     point: LatentPoint
     coords: np.ndarray
@@ -76,7 +77,8 @@ def point_maps(point: LatentPoint, coords: np.ndarray, volume: np.ndarray, ampli
     model = render_model(coords, amplitudes, sigma_A, box, apix)
     mask = soft_mask(coords, box, apix, mask_radius_A, mask_edge_A)
     freq, curve, res = masked_fsc(model, volume, mask, apix)
-    return PointMaps(point, coords, model, np.asarray(volume, dtype=np.float64), freq, curve, res)
+    return PointMaps(point, coords, model.astype(np.float32), np.asarray(volume, dtype=np.float32),
+                     freq, curve, res)
 
 
 def compare_point(pm: PointMaps, reference: np.ndarray, reference_map: np.ndarray,

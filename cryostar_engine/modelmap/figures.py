@@ -7,7 +7,6 @@ PNG writer): titles, axis labels with units, legends outside the data.
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.colors import ListedColormap
 from matplotlib.lines import Line2D
 
 from ..analysis.figures import LEGEND_FONT, _new, _save
@@ -57,8 +56,11 @@ def point_figure_obj(res, beads, t):
             top.scatter(x[sel], res.cc[sel], color=colour, s=18, zorder=3, label=FLAG_LABELS[kind])
     top.set_ylim(min(-0.05, float(np.nanmin([res.cc.min(), res.cc_reference.min()])) - 0.05), 1.02)
     top.set_ylabel("local correlation")
+    flagged = [f"chain {c['chain']} ({FLAG_LABELS[c['flag']].split(': ')[1]})"
+               for c in res.chains if c["flag"]]
     top.set_title(f"{p.name} ({p.series} point {p.index}): model–map FSC 0.5 at "
-                  f"{res.maps.resolution_A:.1f} Å, mean local CC {res.mean_local_cc:.2f}")
+                  f"{res.maps.resolution_A:.1f} Å, mean local CC {res.mean_local_cc:.2f}"
+                  + ("\nflagged: " + "; ".join(flagged) if flagged else ""))
     _chain_ticks(top, beads)
     bottom.bar(x, res.displacement_A, width=1.0, color="0.55", label="displacement from reference")
     bottom.axhline(t.min_displacement_A, color="black", ls=":", lw=1.0,

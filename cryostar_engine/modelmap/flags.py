@@ -136,10 +136,12 @@ def bead_flags(delta: np.ndarray, tested: np.ndarray, t: Thresholds) -> np.ndarr
 
 def independent_count(coords_A: np.ndarray, t: Thresholds) -> float:
     """Tested beads ``(m, 3)`` → how many independent balls they amount to (see docstring)."""
+    from scipy.spatial import cKDTree
+
     if len(coords_A) == 0:
         return 0.0
-    d2 = ((coords_A[:, None, :] - coords_A[None, :, :]) ** 2).sum(-1)
-    crowd = (d2 <= (2 * t.local_radius_A) ** 2).sum(1).mean()
+    tree = cKDTree(coords_A)
+    crowd = np.mean([len(n) for n in tree.query_ball_point(coords_A, 2 * t.local_radius_A)])
     return float(len(coords_A) / crowd)
 
 

@@ -58,18 +58,21 @@ def sample_at(field: np.ndarray, coords_A: np.ndarray, apix: float) -> np.ndarra
 
 
 def ball_voxels(centres_A: np.ndarray, radius_A: float, box: int, apix: float) -> np.ndarray:
-    """Flat indices (into a ``(D, D, D)`` ``[z, y, x]`` volume) of the voxels within
-    ``radius_A`` of any of the ``(K, 3)`` box-frame centres (Å, x y z); for a few centres."""
+    """Sorted flat indices (into a ``(D, D, D)`` ``[z, y, x]`` volume) of the voxels within
+    ``radius_A`` of any of the ``(K, 3)`` box-frame centres (Å, x y z).  A k-d tree of the
+    centres keeps memory at the size of the centres' bounding box, for any K."""
+    from scipy.spatial import cKDTree
+
     centres = np.atleast_2d(np.asarray(centres_A, dtype=np.float64)) / apix + box // 2
     r = radius_A / apix
     lo = np.clip(np.floor(centres.min(0) - r), 0, box - 1).astype(int)
     hi = np.clip(np.ceil(centres.max(0) + r), 0, box - 1).astype(int)
     axes = [np.arange(lo[a], hi[a] + 1) for a in range(3)]            # x, y, z voxel ranges
     gx, gy, gz = np.meshgrid(*axes, indexing="ij")
-    pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], 1).astype(np.float64)
-    d2 = ((pts[:, None, :] - centres[None, :, :]) ** 2).sum(-1).min(1)
-    keep = pts[d2 <= r * r].astype(np.int64)
-    return (keep[:, 2] * box + keep[:, 1]) * box + keep[:, 0]
+    pts = np.stack([gx.ravel(), gy.ravel(), gz.ravel()], 1)
+    dist, _ = cKDTree(centres).query(pts.astype(np.float64), distance_upper_bound=r * (1 + 1e-9))
+    keep = pts[np.isfinite(dist)].astype(np.int64)
+    return np.sort((keep[:, 2] * box + keep[:, 1]) * box + keep[:, 0])
 
 
 def correlations_in(volumes, voxels: np.ndarray) -> np.ndarray:

@@ -1,5 +1,6 @@
-"""The validation folder: per-point models, maps, FSC tables and figures, ``report.json``,
-``validation.png``, ``validation.cxc`` and ``manifest.json`` (written last), all atomically.
+"""The validation folder: per-point models, FSC tables and figures, ``report.json``,
+``validation.png``, ``validation.cxc`` and ``manifest.json`` (written last), all atomically;
+the per-point maps are written as they are compared (:func:`.validate.validate_runs`).
 
 Layout (schema ``cryostar-validation/1``)::
 
@@ -17,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from ..io.atomic import write_text_atomic
-from ..io.mrc import write_mrc
 from ..io.pdb import write_beads_pdb
 from ..train.manifest import write_manifest
 from ..train.rundir import write_json
@@ -91,16 +91,14 @@ def _fsc_table(res) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(out: Path, pair, beads, results, t, trained, box: int, apix: float) -> dict:
+def write_report(out: Path, pair, beads, results, t, box: int, apix: float) -> dict:
     """Write every file of the validation folder ``out`` and return the report."""
     frame = pair.frame
-    origin = frame.volume_origin_A(box, apix)
     points = []
     for res in results:
         name = res.maps.point.name
         write_beads_pdb(out / f"{name}.pdb", beads, frame.to_user(res.maps.coords)[None],
                         bfactors=np.clip(res.cc, -1, 1)[None])
-        write_mrc(out / f"{name}.mrc", res.maps.map.astype(np.float32), apix, origin_A=origin)
         write_text_atomic(out / f"{name}_fsc.txt", _fsc_table(res))
         point_figure(out / f"{name}.png", res, beads, t)
         points.append(point_record(res, beads))
