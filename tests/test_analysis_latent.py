@@ -5,7 +5,10 @@ import numpy as np
 import pytest
 from scipy.cluster.hierarchy import leaves_list, linkage
 
+from scipy.stats import spearmanr
+
 from cryostar_engine.analysis import fit_pca, kmeans_states, pc_trajectory
+from cryostar_engine.analysis.pca import fit_structure_pca
 from cryostar_engine.errors import InputError
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -97,3 +100,65 @@ def test_bad_latents_and_settings_raise_input_error():
         pc_trajectory(z, fit_pca(z), 1, n_points=1)
     with pytest.raises(InputError, match="PC 9"):
         pc_trajectory(z, fit_pca(z), 9)
+
+
+def _widening_path(seed=0):
+    """A 1-D motion whose latent spread grows 20x towards one end (as seen in real runs).
+
+    z[:, 0] follows the frame t ∈ [0, 1]; z[:, 1] is spread that the decoder ignores, with a
+    standard deviation growing from 0.05 to 1.0 along the path.  The decoder moves one bead
+    group of AdK by t·8 Å: one motion, one axis.
+    """
+    rng = np.random.default_rng(seed)
+    t = rng.uniform(0, 1, 1500)
+    z = rng.normal(0, 0.02, (len(t), 4))
+    z[:, 0] = t
+    z[:, 1] = rng.normal(0, 1, len(t)) * (0.05 + 0.95 * t ** 3)
+    ref = np.load(DATA / "adk_models" / "adk_dims_ca.npy")[48].astype(np.float64)
+    move = np.zeros_like(ref)
+    move[120:160, 0] = 8.0
+
+    def decode(zz):
+        return ref[None] + np.clip(np.asarray(zz, np.float64)[:, :1], 0, 1)[:, :, None] * move[None]
+    return z, t, decode
+
+
+def test_structure_pca_puts_a_one_dimensional_motion_on_pc1():
+    z, t, decode = _widening_path()
+    latent = fit_pca(z)
+    assert abs(spearmanr(latent.scores[:, 0], t)[0]) < 0.7      # the latent PCA mixes it
+    pca = fit_structure_pca(z, decode)
+    assert pca.space == "structure" and pca.n_components == 4
+    assert abs(spearmanr(pca.scores[:, 0], t)[0]) > 0.999
+    assert pca.explained_variance_ratio[0] > 0.99
+    # the per-bead RMS displacement of one σ along PC1: 40 of 214 beads move 8 Å·σ(t)
+    expected = 8.0 * np.std(np.clip(t, 0, 1), ddof=1) * np.sqrt(40 / 214)
+    np.testing.assert_allclose(pca.rms_displacement_A[0], expected, rtol=1e-3)
+    traj = pc_trajectory(z, pca, pc=1, n_points=6)
+    assert np.all(np.diff(t[traj.indices]) * np.sign(pca.components[0, 120 * 3]) > 0)
+
+
+def test_structure_pca_keeps_a_real_second_motion():
+    """Two independent motions: structure PCA shows both, each on its own PC."""
+    z, t, decode1 = _widening_path(1)
+    u = np.random.default_rng(2).uniform(0, 1, len(t))
+    z[:, 2] = u
+
+    def decode(zz):
+        out = decode1(zz)
+        out[:, 10:40, 1] += 5.0 * np.asarray(zz, np.float64)[:, 2:3]
+        return out
+    pca = fit_structure_pca(z, decode)
+    rho = np.abs([[spearmanr(pca.scores[:, k], v)[0] for k in range(2)] for v in (t, u)])
+    assert rho[0].max() > 0.99 and rho[1].max() > 0.99 and rho[0].argmax() != rho[1].argmax()
+    assert pca.explained_variance_ratio[1] > 0.1
+
+
+def test_structure_pca_fits_on_a_subset_when_structures_are_large(monkeypatch):
+    import cryostar_engine.analysis.pca as pca_mod
+    z, t, decode = _widening_path()
+    monkeypatch.setattr(pca_mod, "STRUCTURE_FIT_BYTES", 4 * 642 * 300)
+    pca = fit_structure_pca(z, decode)
+    assert pca.fit_rows is not None and len(pca.fit_rows) == 300
+    assert pca.scores.shape == (1500, 4)
+    assert abs(spearmanr(pca.scores[:, 0], t)[0]) > 0.999

@@ -98,7 +98,16 @@ def test_manifest_lists_every_output(analysed):
     assert man["kmeans"]["k"] == 10 and sum(man["kmeans"]["counts"]) == 384
     assert man["structures"] is True and man["map"]["origin_A"] == [-48.0] * 3
     assert len(man["kmeans"]["centre_pdbs"]) == 10
-    np.testing.assert_allclose(sum(man["pca"]["explained_variance_ratio"]), 1.0, atol=1e-9)
+    # a PCA of the decoded structures (Å): the kept PCs hold most, not all, of their variance
+    assert man["pca"]["space"] == "structure" and man["pca"]["units"] == "Å"
+    assert 0.9 < sum(man["pca"]["explained_variance_ratio"]) <= 1.0 + 1e-9
+    comps = np.load(out / man["pca"]["components"])
+    assert comps.shape == (8, 214, 3)
+    np.testing.assert_allclose(np.linalg.norm(comps.reshape(8, -1), axis=1), 1.0, rtol=1e-5)
+    scores = np.load(out / "pc_scores.npy").astype(np.float64)
+    np.testing.assert_allclose(scores.var(0, ddof=1), man["pca"]["explained_variance"], rtol=1e-4)
+    np.testing.assert_allclose(man["pca"]["rms_displacement_A"],
+                               np.sqrt(np.array(man["pca"]["explained_variance"]) / 214), rtol=1e-9)
 
 
 def test_z_point_files_and_labels_match_z(analysed, latents):

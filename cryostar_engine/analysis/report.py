@@ -6,7 +6,9 @@ the engine's box-centred frame, plus the reference :class:`~cryostar_engine.io.B
 into one folder:
 
 =============================== =============================================================
-``pc_scores.npy``               ``(N, C)`` float32 PC scores (C = min(N, zdim))
+``pc_scores.npy``               ``(N, C)`` float32 PC scores (C ≤ zdim): of the decoded
+                                structures (Å) by default, of z with ``pca_space="latent"``
+``pc_components.npy``           structure PCA only: ``(C, N_beads, 3)`` unit axes
 ``labels.npy``                  ``(N,)`` int64 k-means state of every particle, ``0 … k-1``
 ``z_pca_K.txt``, ``_ind.txt``   trajectory K: snapped latents ``(P, zdim)`` / 0-based particle rows
 ``z_kmeans.txt``, ``_ind.txt``  the k snapped centres / their particle rows, in cluster order
@@ -45,7 +47,7 @@ from ..train.manifest import SCHEMAS, write_manifest
 from . import figures
 from .chimerax import write_trajectory_cxc
 from .clustering import kmeans_states
-from .pca import check_latent, fit_pca, pc_trajectory
+from .pca import PcaResult, check_latent, fit_pca, fit_structure_pca, pc_trajectory
 
 __all__ = ["AnalysisConfig", "StructureDecoder", "run_analysis", "read_manifest", "MANIFEST",
            "SCHEMA"]
@@ -60,6 +62,8 @@ class AnalysisConfig:
 
     k : number of k-means states.
     n_pcs : trajectories along PCs 1 … n_pcs (clipped to the number of PCs, with a note).
+    pca_space : "structure" (PCA of the decoded structures, Å; needs a decoder, else the latent
+        PCA with a note) or "latent" (PCA of z).  See :mod:`.pca`.
     n_points : points per trajectory.
     percentiles : ``(lo, hi)`` percent of the PC scores spanned by a trajectory.
     random_state : k-means (and UMAP) seed.
@@ -69,6 +73,7 @@ class AnalysisConfig:
 
     k: int = 10
     n_pcs: int = 3
+    pca_space: str = "structure"
     n_points: int = 10
     percentiles: tuple = (5.0, 95.0)
     random_state: int = 0
@@ -227,6 +232,32 @@ def _umap(w, z, states, config, notes) -> dict | None:
     return {"embedding": w.npy("umap.npy", xy), "figure": "umap.png"}
 
 
+def _fit_motion_pca(z, config: AnalysisConfig, decoder, notes) -> PcaResult:
+    if config.pca_space not in ("structure", "latent"):
+        raise ValueError(f"pca_space must be 'structure' or 'latent', got {config.pca_space!r}")
+    if config.pca_space == "latent":
+        return fit_pca(z)
+    if decoder is None:
+        notes.append("no decoder: PCA of the latent space instead of the decoded structures")
+        return fit_pca(z)
+    return fit_structure_pca(z, decoder)
+
+
+def _pca_entry(w: _Writer, pca: PcaResult) -> dict:
+    entry = {"space": pca.space, "scores": w.npy("pc_scores.npy", pca.scores.astype(np.float32)),
+             "explained_variance": pca.explained_variance.tolist(),
+             "explained_variance_ratio": pca.explained_variance_ratio.tolist()}
+    if pca.space == "latent":
+        entry.update(mean=pca.mean.tolist(), components=pca.components.tolist())
+        return entry
+    entry.update(units="Å", rms_displacement_A=pca.rms_displacement_A.tolist(),
+                 fit_particles=int(len(pca.scores) if pca.fit_rows is None else len(pca.fit_rows)),
+                 components=w.npy("pc_components.npy",
+                                  pca.components.reshape(len(pca.components), -1, 3)
+                                  .astype(np.float32)))
+    return entry
+
+
 def _remove_stale(folder: Path, old: dict | None, keep: list[str]) -> None:
     """Delete what the previous analysis wrote (its ``outputs``; ``files`` in schema 1) and this
     one did not, and the sub-folders that leaves empty; files it did not write (a user's notes,
@@ -300,7 +331,7 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
     out.mkdir(parents=True, exist_ok=True)
     old = read_manifest(out)
     notes = _Notes(log)
-    pca = fit_pca(z)
+    pca = _fit_motion_pca(z, config, decoder, notes)
     n_pcs = min(config.n_pcs, pca.n_components)
     if n_pcs < config.n_pcs:
         notes.append(f"only {pca.n_components} PCs exist: trajectories along PC1-{n_pcs}")
@@ -315,10 +346,7 @@ def run_analysis(z, out_dir, config: AnalysisConfig = AnalysisConfig(),
         "z": {"source": str(Path(z_source).resolve()) if z_source else None,
               "n_particles": int(len(z)), "zdim": int(z.shape[1])},
         "config": asdict(config),
-        "pca": {"scores": w.npy("pc_scores.npy", pca.scores.astype(np.float32)),
-                "mean": pca.mean.tolist(), "components": pca.components.tolist(),
-                "explained_variance": pca.explained_variance.tolist(),
-                "explained_variance_ratio": pca.explained_variance_ratio.tolist()},
+        "pca": _pca_entry(w, pca),
         "trajectories": [_trajectory_outputs(w, t, decoder, frame, map_used) for t in trajs],
         "kmeans": _kmeans_outputs(w, states, decoder, frame, map_used),
         "map": map_info, "structures": decoder is not None,

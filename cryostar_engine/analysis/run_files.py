@@ -69,14 +69,15 @@ def load_latent(path) -> np.ndarray:
     return check_latent(load_latent_file(path), str(path))
 
 
-def load_pc_scores(run_dir=None, z_path=None) -> tuple[np.ndarray, str]:
+def load_pc_scores(run_dir=None, z_path=None, decode=None) -> tuple[np.ndarray, str]:
     """PC scores ``(N, C)`` of a run and where they came from.
 
     The scores ``analyze`` wrote (``RUN/analysis/pc_scores.npy``, the axes of its figures) when
-    its manifest refers to the same z file; otherwise a fresh PCA of the latents (deterministic,
-    so the same numbers).
+    its manifest refers to the same z file; otherwise a fresh PCA (deterministic, so the same
+    numbers as ``analyze``'s): of the decoded structures with ``decode`` (the run's decoder),
+    else of the latents.
     """
-    from .pca import fit_pca
+    from .pca import fit_pca, fit_structure_pca
 
     zp = run_latent_path(run_dir, z_path)
     if run_dir is not None:
@@ -86,4 +87,6 @@ def load_pc_scores(run_dir=None, z_path=None) -> tuple[np.ndarray, str]:
             scores_file = folder / man["pca"]["scores"]
             if scores_file.is_file():
                 return np.load(scores_file).astype(np.float64), str(scores_file)
+    if decode is not None:
+        return fit_structure_pca(load_latent(zp), decode).scores, f"PCA of the structures of {zp}"
     return fit_pca(load_latent(zp)).scores, f"PCA of {zp}"

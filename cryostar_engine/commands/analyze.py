@@ -32,6 +32,10 @@ def add_args(p):
     p.add_argument("--k", type=int, default=10, help="number of k-means states (default 10)")
     p.add_argument("--pcs", type=int, default=3, help="trajectories along PC1..PCS (default 3)")
     p.add_argument("--points", type=int, default=10, help="points per trajectory (default 10)")
+    p.add_argument("--pca-space", choices=("structure", "latent"), default="structure",
+                   help="PCA of the decoded structures (Å; a motion comes out as one PC however "
+                        "the latent space is curved) or of z itself (default structure; latent "
+                        "when the run cannot decode or with --no-structures)")
     p.add_argument("--map", help="map (MRC) to show under the models in the .cxc scripts, opened "
                                  "at its own origin (default: the map the run was trained with)")
     p.add_argument("--seed", type=int, default=0, help="k-means / UMAP random state (default 0)")
@@ -62,6 +66,7 @@ def main(args):
     out = check_output_folder(args.out or analysis_dir(run))
     z_path = run_latent_path(run, args.z)
     config = AnalysisConfig(k=args.k, n_pcs=args.pcs, n_points=args.points,
+                            pca_space=args.pca_space,
                             random_state=args.seed, umap=not args.no_umap)
     z = load_latent(z_path)
     status = (read_manifest(run) or {}).get("status")
@@ -75,9 +80,13 @@ def main(args):
                            map_path=args.map, z_source=z_path,
                            log=lambda msg: print(f"analyze: {msg}", file=sys.stderr),
                            frame=info.frame, box_px=info.box_px, apix_A=info.apix_A)
-    ratio = man["pca"]["explained_variance_ratio"]
-    print(f"{man['z']['n_particles']} particles, zdim {man['z']['zdim']}; explained variance: "
-          + ", ".join(f"PC{i + 1} {100 * r:.1f}%" for i, r in enumerate(ratio[:5])))
+    pca = man["pca"]
+    ratio, rms = pca["explained_variance_ratio"], pca.get("rms_displacement_A")
+    space = ("decoded structures" if pca["space"] == "structure" else "latents")
+    print(f"{man['z']['n_particles']} particles, zdim {man['z']['zdim']}; PCA of the {space}, "
+          "explained variance: " + ", ".join(
+              f"PC{i + 1} {100 * r:.1f}%" + (f" ({rms[i]:.2f} Å rms)" if rms else "")
+              for i, r in enumerate(ratio[:5])))
     print("k-means states (particles): "
           + ", ".join(f"{c}: {n}" for c, n in enumerate(man["kmeans"]["counts"])))
     print(f"wrote {len(man['files'])} files to {out} (see {out / 'manifest.json'})")

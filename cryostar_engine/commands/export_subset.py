@@ -31,6 +31,7 @@ from pathlib import Path
 from ..analysis import (IMAGE_PATH_MODES, load_indices, load_labels, load_pc_scores,
                         parse_cluster_list, read_manifest, read_star_rows, select_clusters,
                         select_pc_range, write_star_subsets)
+from ..atom.run_decoder import run_decoder
 from ..errors import InputError
 from ..io.cryosparc import load_cs, write_cs_subsets
 from ..validate import check_output_file
@@ -87,7 +88,8 @@ def _selection(args, n: int) -> dict:
         return {out: load_indices(args.indices, n)}
     if args.range is None or (args.run is None and args.z is None):
         raise InputError("--pc needs --range LO HI and --run RUN (or --z z.npy)")
-    scores, _ = load_pc_scores(args.run, args.z)
+    folder = Path(args.run) if args.run else Path(args.z).parent
+    scores, _ = load_pc_scores(args.run, args.z, decode=run_decoder(folder))
     if len(scores) != n:
         raise InputError(f"the latents have {len(scores)} rows but {args.particles} has {n} "
                          "particles; use the star file the run was trained on")

@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..geometry.frames import Frame, map_size_problem
 from ..io.mrc import read_map
 from ..train.manifest import read_manifest, write_manifest
+from ..atom.run_decoder import run_decoder
 from .latents import latent_points
 from .model import TrainedDensity, autocast_dtype, save_weights
 from .outputs import UNITS, series_names, write_chimerax_script, write_latent_tables, write_npy
@@ -84,8 +85,11 @@ def write_outputs(run_dir, trained: TrainedDensity, z: np.ndarray, state, log,
     save_weights(run_dir / "weights.pt", trained)
     write_npy(run_dir / "z.npy", z)
     renderer = renderer_for(trained)
+    decode = run_decoder(Path(cfg.z_path).parent)
+    log.info("PC volumes follow the PCA of %s", "the stage-1 run's decoded structures (as its "
+             "analysis)" if decode is not None else "z (no stage-1 run next to --z)")
     points = latent_points(z, n_clusters=cfg.n_clusters, n_pcs=cfg.n_pcs,
-                           n_points=cfg.n_pc_points, seed=cfg.seed)
+                           n_points=cfg.n_pc_points, seed=cfg.seed, decode=decode)
     series, latents = {}, {}
     t0 = time.perf_counter()
     for name, pts in points.items():
