@@ -26,7 +26,7 @@ from .physics.fourier import fourier_crop_volume
 from .physics.render import bead_density
 
 __all__ = ["LowPassSuggestion", "suggest_low_pass", "model_density", "resolve_low_pass",
-           "BEAD_SIGMA_A", "MAX_CHECK_BOX", "MIN_PIXELS", "NO_MAP_LOW_PASS_A"]
+           "BandSchedule", "BEAD_SIGMA_A", "MAX_CHECK_BOX", "MIN_PIXELS", "NO_MAP_LOW_PASS_A"]
 
 BEAD_SIGMA_A = 2.0
 MAX_CHECK_BOX = 128
@@ -94,3 +94,43 @@ def resolve_low_pass(low_pass_A, beads, map_data: MapData | None, box: int, apix
         return NO_MAP_LOW_PASS_A, f"auto: no map, {NO_MAP_LOW_PASS_A:g} Å"
     s = suggest_low_pass(beads, map_data, box, apix, train_box)
     return s.suggested_A, s.source()
+
+
+@dataclass(frozen=True)
+class BandSchedule:
+    """Coarse-to-fine: the low-pass (Å) of stage 1's image loss as a function of images seen.
+
+    ``start_A`` for the first ``hold_images`` images, then widening linearly in spatial
+    frequency (1/Å) to ``final_A`` over ``ramp_images`` images, then ``final_A``.  A start that
+    is not coarser than the final band (or None) means no schedule: ``final_A`` throughout.
+    A pure function of images seen, so a resumed run continues at the band it stopped at.
+    """
+
+    final_A: float
+    start_A: float | None = None
+    hold_images: int = 0
+    ramp_images: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.start_A is not None and self.start_A > self.final_A
+
+    def at(self, images_seen: int) -> float:
+        """The loss band (Å) for the step that starts after ``images_seen`` images."""
+        if not self.active:
+            return float(self.final_A)
+        t = (images_seen - self.hold_images) / max(self.ramp_images, 1)
+        t = min(max(t, 0.0), 1.0)
+        return float(1.0 / ((1 - t) / self.start_A + t / self.final_A))
+
+    def to_json(self) -> dict:
+        """``{"start_A", "final_A", "hold_images", "ramp_images", "points": [[images, Å], …]}``
+        (the schedule's corners; the band is linear in 1/Å between them)."""
+        if not self.active:
+            return {"start_A": float(self.final_A), "final_A": float(self.final_A),
+                    "hold_images": 0, "ramp_images": 0, "points": [[0, float(self.final_A)]]}
+        end = self.hold_images + self.ramp_images
+        return {"start_A": float(self.start_A), "final_A": float(self.final_A),
+                "hold_images": int(self.hold_images), "ramp_images": int(self.ramp_images),
+                "points": [[0, float(self.start_A)], [int(self.hold_images), float(self.start_A)],
+                           [int(end), float(self.final_A)]]}

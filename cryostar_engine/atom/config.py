@@ -27,6 +27,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BEAD_CENTRES = ("residue", "backbone")
 DECODER_INITS = ("fit", "zero")
 LR_SCHEDULES = ("cosine", "constant")
+ENCODER_BANDS = ("start", "final", "full")
 
 
 DEFAULT_EPOCHS = 20.0
@@ -88,6 +89,12 @@ class AtomConfig(StageConfig):
               "check-inputs suggests. 10 Å is the default because it trained on every seed "
               "measured; finer low-passes can fit better but may not start (docs/settings.rst)",
         unit="Å", words=("auto",), **_POSITIVE, **_E)
+    low_pass_start_A: float | None = _s(
+        None, "coarse-to-fine: the image loss starts at this low-pass and its band widens to "
+              "--low-pass (linearly in spatial frequency) over --band-ramp-images images, after "
+              "--band-hold-images at the start band; the working box is chosen for the final "
+              "band from the start", unit="Å",
+        default_text="none: the loss sees --low-pass from the start", **_POSITIVE)
     device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
                                   "is visible, else cpu)", choices=DEVICES, **_E)
     seed: int = _s(0, "random seed", **_AT_LEAST_0, **_E)
@@ -109,6 +116,15 @@ class AtomConfig(StageConfig):
                                   "particle to the reference before the main fit, as the original) "
                                   "or zero (output layer at zero: no gradient reaches the encoder "
                                   "at first, so the latent starts late)", choices=DECODER_INITS)
+    # coarse-to-fine band schedule (with --low-pass-start)
+    band_hold_images: int = _s(60_000, "coarse-to-fine: images trained at the start band before "
+                                       "it widens (the latent forms at low resolution)", **_AT_LEAST_0)
+    band_ramp_images: int = _s(120_000, "coarse-to-fine: images over which the band widens from "
+                                        "--low-pass-start to --low-pass", **_AT_LEAST_0)
+    encoder_band: str = _s("start", "what the encoder sees, fixed for the whole run: the particle "
+                                    "low-passed at the start band (start), at the final band "
+                                    "(final), or up to the working box's Nyquist (full)",
+                           choices=ENCODER_BANDS)
     # forward model
     bead_sigma_A: float = _s(2.0, "Gaussian width of each bead", unit="Å", **_POSITIVE)
     bead_centre: str = _s("residue", "where each bead is rendered: residue (the electron-weighted centre "

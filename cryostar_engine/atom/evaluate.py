@@ -34,11 +34,12 @@ def encode_all(model: AtomVAE, forward: AtomForwardModel, dataset: ParticleDatas
     return torch.cat(out).numpy()
 
 
-def encoder_input(forward: AtomForwardModel, batch, scale: float, target=None) -> torch.Tensor:
-    """The encoder sees the centred, low-passed, masked particle divided by the data's scale."""
-    if target is None:
-        target = forward.target(batch)
-    return (target * forward.mask).flatten(1) / scale
+def encoder_input(forward: AtomForwardModel, batch, scale: float, image=None) -> torch.Tensor:
+    """``(B, D*D)``: the centred particle low-passed at the encoder's band (``image``, else
+    :meth:`~AtomForwardModel.encoder_image` of ``batch``), masked, divided by the data's scale."""
+    if image is None:
+        image = forward.encoder_image(batch)
+    return (image * forward.mask).flatten(1) / scale
 
 
 def save_z(run_dir, z: np.ndarray) -> Path:

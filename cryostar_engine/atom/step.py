@@ -27,8 +27,8 @@ from ..train.runtime import autocast
 from .evaluate import encoder_input
 from .forward import AtomForwardModel
 from .graph import RestraintGraph
-from .losses import (clash_loss, continuity_loss, elastic_network_loss, image_loss, kl_free_bits,
-                     pair_distances)
+from .losses import (ElasticGroups, clash_loss, continuity_loss, elastic_network_loss, image_loss,
+                     kl_free_bits, pair_distances)
 
 __all__ = ["Restraints", "restraint_tensors", "LossSettings", "AtomStepSetup", "atom_losses",
            "train_step"]
@@ -37,8 +37,9 @@ __all__ = ["Restraints", "restraint_tensors", "LossSettings", "AtomStepSetup", "
 @dataclass
 class Restraints:
     """The restraint graph as device tensors: all pairs ``(P, 2)`` gathered in one call, the
-    slices of each kind, reference distances (Å) and, for the elastic network, one index tensor
-    per chain group (the relaxation's variance quantile is taken within each group)."""
+    slices of each kind, reference distances (Å) and, for the elastic network, its chain groups
+    (:class:`~cryostar_engine.atom.losses.ElasticGroups`: the relaxation's variance quantile is
+    taken within each group, all groups in one batched sort)."""
 
     pairs: torch.Tensor
     continuity: slice
@@ -46,13 +47,12 @@ class Restraints:
     clash: slice
     continuity_d0: torch.Tensor
     elastic_d0: torch.Tensor
-    elastic_groups: tuple
+    elastic_groups: ElasticGroups
 
 
 def restraint_tensors(graph: RestraintGraph, device) -> Restraints:
     sizes = np.cumsum([0, len(graph.continuity), len(graph.en), len(graph.clash)])
-    groups = tuple(torch.as_tensor(np.flatnonzero(graph.en_group == g), device=device)
-                   for g in np.unique(graph.en_group))
+    groups = ElasticGroups.from_labels(np.asarray(graph.en_group), device)
     return Restraints(
         pairs=torch.as_tensor(np.concatenate([graph.continuity, graph.en, graph.clash]).reshape(-1, 2),
                               dtype=torch.int64, device=device),
@@ -124,8 +124,8 @@ def atom_losses(s: AtomStepSetup, batch: Batch, eps: torch.Tensor, beta: float):
     ``(target, prediction)`` images ``(B, D, D)`` of one batch; ``eps`` ``(B, zdim)`` is the
     reparameterisation noise, ``beta`` the current KL weight."""
     with autocast(batch.images.device, s.amp):
-        target = s.forward.target(batch)
-        mu, logvar, coords = s.net(encoder_input(s.forward, batch, s.scale, target), eps)
+        target, seen = s.forward.targets(batch)
+        mu, logvar, coords = s.net(encoder_input(s.forward, batch, s.scale, seen), eps)
     coords = coords.float()
     pred = s.forward.render(coords, batch)
     r, w = s.restraints, s.losses

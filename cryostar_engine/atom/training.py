@@ -30,6 +30,7 @@ from .centres import residue_centres
 from .config import AtomConfig, default_epochs, read_run_config
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
+from ..lowpass import BandSchedule
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
 from .memory import check_gpu_memory, estimate_step_bytes
 from .networks import AtomVAE
@@ -92,14 +93,31 @@ def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return gpu_amp_dtype(precision, gpu_has_native_bf16(device))
 
 
+def band_schedule(cfg: AtomConfig, final_A: float) -> BandSchedule:
+    """The run's loss-band schedule (coarse-to-fine with ``--low-pass-start``)."""
+    return BandSchedule(final_A, cfg.low_pass_start_A, cfg.band_hold_images, cfg.band_ramp_images)
+
+
+def _encoder_low_pass(cfg: AtomConfig, bands: BandSchedule):
+    """The encoder's fixed band (Å, or None for the whole working box): ``--encoder-band``;
+    without a schedule "start" and "final" are the loss band itself (``"loss"``)."""
+    if cfg.encoder_band == "full":
+        return None
+    if not bands.active:
+        return "loss"
+    return bands.at(0) if cfg.encoder_band == "start" else bands.final_A
+
+
 def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     inputs = load_atom_inputs(cfg, cache_device=device)
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
+    bands = band_schedule(cfg, inputs.low_pass_A)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
-                               inputs.low_pass_A, cfg.mask_radius, device,
+                               bands.at(0), cfg.mask_radius, device,
                                centres=(residue_centres(beads, inputs.graph.continuity)
-                                        if cfg.bead_centre == "residue" else None))
+                                        if cfg.bead_centre == "residue" else None),
+                               encoder_low_pass_A=_encoder_low_pass(cfg, bands))
     overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
     if not cfg.skip_signal_check:
         check_signal_overlap(overlap)
@@ -109,7 +127,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     restraints = restraint_tensors(inputs.graph, device)
     rows = np.linspace(0, len(ds) - 1, min(len(ds), 512)).astype(int)
     with torch.no_grad():
-        t = forward.target(ds.batch(rows, device)) * forward.mask
+        t = forward.encoder_image(ds.batch(rows, device)) * forward.mask
         scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
     estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(restraints.pairs),
                                    sum(t.numel() for t in model.parameters()))
@@ -161,7 +179,10 @@ def _evaluate(cfg, p: _Parts, sc: RunScaffold, status="running", last=None):
         write_preview(run_dir / "preview.png", *last)
     ds, ref = p.inputs.dataset, p.inputs.reference
     write_manifest(run_dir, "atom", status, ds.box, ds.apix, frame=ref.frame,
-                   low_pass={"A": cfg.low_pass_A, "source": p.inputs.low_pass_source},
+                   low_pass={"A": cfg.low_pass_A, "source": p.inputs.low_pass_source,
+                             "now_A": round(p.forward.low_pass_A, 3),
+                             "encoder_A": p.forward.encoder_low_pass_A,
+                             "schedule": band_schedule(cfg, cfg.low_pass_A).to_json()},
                    step=sc.step, images_seen=sc.images_seen, particles=len(ds),
                    original_box_px=ds.meta.box, original_apix_A=ds.meta.apix, zdim=cfg.zdim,
                    beads=len(ref.beads), z="z.npy", config="config.json", reference=REFERENCE_FILE,
@@ -244,6 +265,13 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
         log.info("low-pass %.1f Å (%s); model frame: %s, shift %s Å", cfg.low_pass_A,
                  p.inputs.low_pass_source, p.inputs.reference.frame.source,
                  tuple(round(v, 2) for v in p.inputs.reference.frame.shift_A))
+        bands = band_schedule(cfg, cfg.low_pass_A)
+        if bands.active:
+            log.info("coarse-to-fine: loss band %.1f Å for %d images, widening to %.1f Å by "
+                     "image %d; encoder band %s", bands.start_A, bands.hold_images, bands.final_A,
+                     bands.hold_images + bands.ramp_images,
+                     "full box" if p.forward.encoder_low_pass_A is None
+                     else f"{p.forward.encoder_low_pass_A:.1f} Å")
         _checkpoint(p, sc)
     log.info(p.memory_note)
     _train_loop(cfg, p, sc, total_steps, noise_gen)
@@ -263,6 +291,8 @@ def _train_loop(cfg, p: _Parts, sc: RunScaffold, total_steps, noise_gen):
     sc.start()
     eval_every = max(1, int(cfg.eval_every_epochs * n / cfg.batch))
     last, micro = None, cfg.micro_batches
+    bands = band_schedule(cfg, cfg.low_pass_A)
+    logged_band = None
     stream = RowStream(n, cfg.seed)
 
     def rows_of(s: int) -> np.ndarray:      # step s trains on the stream's images s·B … (s+1)·B
@@ -286,6 +316,12 @@ def _train_loop(cfg, p: _Parts, sc: RunScaffold, total_steps, noise_gen):
                 eps = torch.randn((cfg.batch, cfg.zdim), generator=noise_gen, device=p.device)
                 batch_step = sc.step
             apply_lr_factor(p.optimizer, lr_factor(cfg.lr_schedule, sc.step, total_steps, cfg.lr_final_fraction))
+            p.forward.set_low_pass(bands.at(sc.images_seen))      # a function of images seen
+            band_mark = math.ceil(2 * p.forward.low_pass_A) / 2     # logged every 0.5 Å
+            if bands.active and main and band_mark != logged_band:
+                logged_band = band_mark
+                log.info("step %d (%d images): loss band %.2f Å", sc.step, sc.images_seen,
+                         p.forward.low_pass_A)
             try:
                 total, terms, ok, last = train_step(p.setup, batch, shard(eps, p.ctx), _kl_beta(cfg, sc.images_seen),
                                                     micro, poison=cfg.debug_nan_at_step == sc.step + 1)
