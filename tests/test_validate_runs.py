@@ -137,10 +137,13 @@ def test_outputs_follow_the_layout(correct, runs):
 
 
 def test_figures_are_readable(runs):
-    c = compare_runs(runs[0], runs[1])
+    """Every point's figure and the overview, with flags in them (the frozen models)."""
+    c = compare_runs(runs[0], runs[1], model_transform=frozen_models)
     res, beads, t = c.results, c.beads, c.thresholds
-    for fig in (point_figure_obj(res[0], beads, t),
-                overview_figure_obj(res, beads, t, {"verdict": "supported"})):
+    assert any((r.flags != "").any() for r in res)
+    for fig in [point_figure_obj(r, beads, t) for r in res] + \
+            [overview_figure_obj(res, beads, t, {"verdict": "flagged"})]:
+        fig.canvas.draw()                  # lay the figure out as saving it does
         renderer = fig.canvas.get_renderer()
         (legend,) = fig.legends
         assert min(x.get_fontsize() for x in legend.get_texts()) >= 9
@@ -150,6 +153,8 @@ def test_figures_are_readable(runs):
             assert ax.get_xlabel() or ax.get_ylabel()
             assert not legend.get_window_extent(renderer).overlaps(ax.get_window_extent(renderer))
     assert "(Å)" in point_figure_obj(res[0], beads, t).axes[1].get_ylabel()
+    flagged = next(r for r in res if any(c["flag"] for c in r.chains))
+    assert "flagged: chain A" in point_figure_obj(flagged, beads, t).axes[0].get_title()
 
 
 @pytest.mark.parametrize("case, message", [
