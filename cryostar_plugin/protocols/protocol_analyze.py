@@ -100,10 +100,14 @@ class ProtCryoStarAnalyze(ProtCryoStarBase, ProtAnalysis3D, ProtFlexBase, Analys
             return ["Not finished yet."]
         from ..outputs import readAnalysisManifest
         man = readAnalysisManifest(self.getAnalysisDir())
-        ratio = man["pca"]["explained_variance_ratio"]
+        pca = man["pca"]
+        ratio, rms = pca["explained_variance_ratio"], pca.get("rms_displacement_A") or []
+        space = ("decoded structures" if pca.get("space") == "structure" else "latent vectors z")
         return [f"{man['z']['n_particles']} particles, latent dimension {man['z']['zdim']}.",
-                "Explained variance: " + ", ".join(f"PC{i + 1} {100 * r:.1f}%"
-                                                   for i, r in enumerate(ratio[:5])),
+                f"PCA of the {space}, explained variance: "
+                + ", ".join(f"PC{i + 1} {100 * r:.1f}%"
+                            + (f" ({rms[i]:.1f} Å RMS)" if i < len(rms) else "")
+                            for i, r in enumerate(ratio[:5])),
                 f"{man['kmeans']['k']} k-means states of "
                 + ", ".join(map(str, man["kmeans"]["counts"])) + " particles."]
 

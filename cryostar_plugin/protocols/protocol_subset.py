@@ -78,7 +78,9 @@ class ProtCryoStarSubset(ProtCryoStarBase, ProtProcessParticles):
                            "with all the chosen states.")
         form.addParam("pcIndex", params.IntParam, default=1, validators=[params.Positive],
                       condition=f"selectBy=={SELECT_PC_RANGE}", label="PC",
-                      help="1-based principal component of z.")
+                      help="1-based principal component of the engine's PCA (of the "
+                           "decoded structures; of z for an analysis run with --pca-space "
+                           "latent).")
         line = form.addLine("PC score range", condition=f"selectBy=={SELECT_PC_RANGE}",
                             help="Inclusive range of scores on that PC, in the units of the "
                                  "analysis plots' axes.")

@@ -4,8 +4,9 @@ Input: a SetOfParticlesFlex with CryoSTAR latent vectors (the ``Particles`` of `
 generator``, or any subset of it); z stays fixed.  The particles are written as a star and their
 ``getZFlex()`` as ``z.npy`` in the same row order, so a subset trains on exactly its particles.
 Output ``Volumes`` (SetOfVolumesFlex): the densities at the k-means centres and along the PC
-trajectories of z, each with its latent vector, at the training box and pixel size, with the
-origin that overlays them on the reference model and the consensus map as Scipion shows them.
+trajectories (the engine's PCA of the decoded structures), each with its latent vector, at the
+training box and pixel size, with the origin that overlays them on the reference model and the
+consensus map as Scipion shows them.
 
 Then (form: "Validate models against maps", default yes) ``cryostar-engine validate`` compares
 the atom generator's model with this run's map at each of those z (``extra/validation``: report,
@@ -58,8 +59,9 @@ VALIDATE_HELP = (
     "atomic model, which is what makes this check possible. Report, per-state figures and a "
     "ChimeraX script in extra/validation; the verdict in the summary; 'Analyze results' shows "
     "them. It needs the atom generator run the particles come from, and costs little next to "
-    "the training (40 points on 48³ maps: about 35 CPU seconds). The command line's train-density does not validate: there it is the "
-    "separate command 'cryostar-engine validate'.")
+    "the training (40 points on 48³ maps: about 35 CPU seconds). The command line's "
+    "train-density does not validate: there it is the separate command 'cryostar-engine "
+    "validate'.")
 VOLUMES = [
     S("numClusters", "n_clusters", "k-means states"),
     S("numPcs", "n_pcs", "PC trajectories"),
@@ -73,7 +75,8 @@ class ProtCryoStarTrainDensity(ProtCryoStarBase, ProtFlexBase):
     fixed, a neural field learns a 3-D density for every z from the particle images (poses and
     CTF as given), free of the atomic model, so that features the model lacks (ligands,
     unmodelled regions, lipids) appear. Outputs the volumes at the k-means states and along the
-    principal components of z."""
+    principal components of the decoded structures, then validates the atom generator's models
+    against them."""
     _label = "train density generator"
     _possibleOutputs = {"Volumes": SetOfVolumesFlex}
 

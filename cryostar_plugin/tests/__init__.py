@@ -11,6 +11,8 @@
   z row for row, models/volumes in the user's frame, subsets keep every attribute.
 * ``test_validation``  every ``_validate`` error from one bad input; engine error line in the log.
 * ``test_viewers``     viewer figures and ChimeraX scripts written headless; low-pass wizard.
+* ``test_validation_viewer``  the density run's model-map validation (real engine): its step,
+  summary verdict, and the viewer's table, figures and ChimeraX button built from its report.
 * ``test_train_atom``  form → engine command line; z → particle mapping.
 
 Run them with any of::

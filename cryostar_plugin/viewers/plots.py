@@ -18,7 +18,8 @@ import numpy as np
 
 from ..outputs import readAnalysisManifest, readStarImageIds
 
-__all__ = ["LatentTable", "latentTable", "enginePca", "pcRangeParticleIds", "umapEmbedding",
+__all__ = ["LatentTable", "latentTable", "enginePca", "pcaRmsDisplacement",
+           "pcRangeParticleIds", "umapEmbedding",
            "plotLatentScatter", "plotLatentDensity", "plotTrainingCurves", "plotPng",
            "readLosses", "FONT"]
 
@@ -64,7 +65,8 @@ def latentTable(particlesFlex, starFile, analysisDir=None):
 
 
 def enginePca(table, analysisDir):
-    """The engine's PCA of z for the particles of ``table``.
+    """The engine's PCA for the particles of ``table``: of the decoded structures (manifest
+    ``pca.space`` = ``"structure"``, the default) or of z (``"latent"``).
 
     Returns
     -------
@@ -79,6 +81,14 @@ def enginePca(table, analysisDir):
     ok = table.rows >= 0
     scores[ok] = allScores[table.rows[ok]]
     return scores, np.asarray(pca["explained_variance_ratio"], dtype=np.float64)
+
+
+def pcaRmsDisplacement(analysisDir):
+    """``(C,)`` RMS displacement per residue (Å) of one standard deviation along each PC of a
+    PCA of the decoded structures (manifest ``pca.rms_displacement_A``); None for a PCA of z."""
+    pca = readAnalysisManifest(analysisDir).get("pca") or {}
+    rms = pca.get("rms_displacement_A") if pca.get("space") == "structure" else None
+    return np.asarray(rms, dtype=np.float64) if rms else None
 
 
 def pcRangeParticleIds(table, analysisDir, pc, low, high):

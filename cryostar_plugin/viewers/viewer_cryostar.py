@@ -58,8 +58,9 @@ class CryoStarViewer(CheckInputsViews, ValidationViews, EmProtocolViewer):
             self._defineCheckParams(form)
             return
         form.addSection(label="Latent space")
-        line = form.addLine("Axes (PCs)", help="1-based principal components of the engine's "
-                                               "PCA of z to plot.")
+        line = form.addLine("Axes (PCs)", help="1-based principal components to plot: the "
+                                               "engine's PCA of the decoded structures (of z "
+                                               "for an analysis run with --pca-space latent).")
         line.addParam("pcX", params.IntParam, default=1, label="x")
         line.addParam("pcY", params.IntParam, default=2, label="y")
         form.addParam("doShowPcaScatter", params.LabelParam,
@@ -221,9 +222,12 @@ class CryoStarViewer(CheckInputsViews, ValidationViews, EmProtocolViewer):
         x, y = self.pcX.get(), self.pcY.get()
         return table, scores, ratio, x, y, self._checkPcs(scores.shape[1], x, y)
 
-    @staticmethod
-    def _axisLabel(ratio, i):
-        return f"PC{i + 1} score ({100 * ratio[i]:.1f} % of variance)"
+    def _axisLabel(self, ratio, i):
+        """``PC1 score (42.0 % of variance, 1 SD = 3.1 Å RMS)``: the RMS displacement per
+        residue of one standard deviation, when the PCA is of the decoded structures."""
+        rms = plots.pcaRmsDisplacement(self._getAnalysisDir())
+        extra = f", 1 SD = {rms[i]:.1f} Å RMS" if rms is not None and i < len(rms) else ""
+        return f"PC{i + 1} score ({100 * ratio[i]:.1f} % of variance{extra})"
 
     def _pcaPlot(self, density):
         table, scores, ratio, x, y, problem = self._pcaPair()
