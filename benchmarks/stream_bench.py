@@ -204,6 +204,8 @@ def run_train(star: Path, out: Path, steps: int, n: int, batch: int, max_cache_g
                 for name, (lo, hi) in {"setup+init": (0, train[0]), "training": train,
                                        "encode+end": (train[1], wall)}.items()
                 if ((times >= lo) & (times <= hi)).any()},
+            "rss_samples_MB": [(round(t, 1), round(s.get("RssAnon", 0) / 1024), round(s.get("RssFile", 0) / 1024))
+                               for t, s in samples[::max(1, len(samples) // 400)]],
             "log_tail": lines[-6:]}
 
 
@@ -230,13 +232,18 @@ def paper(a) -> dict:
     rows = json.loads(Path(a.throughput).read_text())["rows"]
     cpu_rate = {r["beads"]: r["images_per_cpu_s"] for r in rows if r["kind"] == "stage1" and r["box"] == 128}
     n_part, raw, beads, images = 1_000_000, 256, a.paper_beads, 20 * 1_000_000   # 20 epochs (default)
-    gpu_rate = a.gpu_rate * cpu_rate[beads] / cpu_rate[2000]      # FLOP-like scaling measured on the CPU
+    gpu_rate = a.gpu_rate * cpu_rate[beads] / cpu_rate[2000]      # bead scaling measured on the CPU
+    by_box = {r["box"]: r["images_per_cpu_s"] for r in json.loads(Path(a.throughput_boxes).read_text())["rows"]
+              if r["kind"] == "stage1" and r["beads"] == 2000}
+    by_box[128] = cpu_rate[2000]
+    box_ratio = {b: by_box[b] / by_box[128] for b in by_box}     # images/s at box b ÷ at 128
     out = {"assumptions": {"particles": n_part, "raw_box": raw, "beads": beads,
                            "images_seen": images, "global_batch": 64,
                            "gpu_rate_2000_beads_128px": a.gpu_rate,
                            "gpu_rate_at_beads": gpu_rate,
                            "scaling_efficiency": {1: 1.0, 4: 0.9, 8: 0.8},
-                           "cpu_img_per_cpu_s_128px": cpu_rate}, "rows": []}
+                           "cpu_img_per_cpu_s_128px": cpu_rate,
+                           "cpu_rate_ratio_to_128px_2000_beads": box_ratio}, "rows": []}
     print(f"GPU rate assumed {a.gpu_rate:.0f} img/s at 2,000 beads, 128 px → {gpu_rate:.0f} img/s at "
           f"{beads} beads (× the CPU's measured ratio {cpu_rate[beads] / cpu_rate[2000]:.2f})")
     for box in (128, 256):
@@ -245,7 +252,7 @@ def paper(a) -> dict:
                         torch.zeros(beads, 3))
         n_params = sum(p.numel() for p in model.parameters())
         cache_gb = n_part * box * box * 2 / 1e9                     # float16 on the GPU
-        rate_box = gpu_rate * (128 / box) ** 2                      # per-image cost ∝ D² (N·D² products)
+        rate_box = gpu_rate * box_ratio[box]                       # the CPU's measured box scaling
         for gpus in (1, 4, 8):
             eff = out["assumptions"]["scaling_efficiency"][gpus]
             step_gb = estimate_step_bytes(64 // gpus, box, beads, a.paper_pairs, n_params) / 1e9
@@ -286,6 +293,8 @@ def main(argv=None):
     p.add_argument("--paper", action="store_true", help="only print the 10⁶-particle projection "
                    "(from --throughput's measured CPU rates and the memory estimate)")
     p.add_argument("--throughput", default="bench_out/h4/throughput_complex_128.json")
+    p.add_argument("--throughput-boxes", default="bench_out/h4/throughput_complex_64_256.json",
+                   help="measured rates at other boxes (2,000 beads), for the box scaling")
     p.add_argument("--gpu-rate", type=float, default=5000.0, help="assumed images/s of one GPU at "
                    "2,000 beads, 128 px (the issue's H100 target: not measured here)")
     p.add_argument("--paper-beads", type=int, default=5000)
