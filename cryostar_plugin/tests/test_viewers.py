@@ -79,6 +79,15 @@ class TestCryoStarViewers(SharedChainTest):
         engine = np.load(os.path.join(folder, "pc_scores.npy"))[:, :2]
         np.testing.assert_allclose(shown[np.lexsort(shown.T)], engine[np.lexsort(engine.T)],
                                    rtol=1e-6, atol=1e-9)
+        # axes: the engine's explained variance and, for its PCA of the decoded structures,
+        # the RMS displacement per residue of one SD along the PC (manifest, Å)
+        pca = readJson(os.path.join(folder, "manifest.json"))["pca"]
+        label = (f"PC1 score ({100 * pca['explained_variance_ratio'][0]:.1f} % of variance")
+        if pca["space"] == "structure":
+            label += f", 1 SD = {pca['rms_displacement_A'][0]:.1f} Å RMS"
+        self.assertEqual(ax.get_xlabel(), label + ")")
+        self.assertIn(f"PCA of the {'decoded structures' if pca['space'] == 'structure' else ''}",
+                      " ".join(self.analyze.summary()))
         legend = ax.get_legend()
         self.assertGreaterEqual(min(t.get_fontsize() for t in legend.get_texts()), 9)
         renderer = plotter.getFigure().canvas.get_renderer()
