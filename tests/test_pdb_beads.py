@@ -63,3 +63,13 @@ def test_multi_model_bead_pdb_round_trip(tmp_path):
     np.testing.assert_allclose(second, beads.coords_A + 1.0, atol=1e-3)
     again = read_beads(tmp_path / "traj.pdb")
     np.testing.assert_array_equal(again.res_names, beads.res_names)
+
+
+def test_negative_residue_numbers_survive_the_round_trip(tmp_path):
+    """Expression tags are numbered -4…-1 in many deposited models (7K98): the written beads must
+    keep those numbers (they were once wrapped to 9996…9999 and matched no reference residue)."""
+    beads = read_beads(ADK_REF)
+    beads.res_ids = beads.res_ids - 5                      # residues -4 … 209
+    write_beads_pdb(tmp_path / "neg.pdb", beads, beads.coords_A[None])
+    again = read_beads(tmp_path / "neg.pdb")
+    np.testing.assert_array_equal(again.res_ids, beads.res_ids)

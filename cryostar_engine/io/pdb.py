@@ -182,6 +182,13 @@ def read_beads(path) -> Beads:
                  centre_offsets_A=np.asarray(centres, np.float64), notes=notes)
 
 
+def _resseq(res_id) -> int:
+    """The residue number as the PDB's 4-column field holds it: -999…9999 unchanged (negative
+    numbers of expression tags included), larger ones wrapped modulo 10,000."""
+    r = int(res_id)
+    return r if -999 <= r <= 9999 else r % 10000
+
+
 def write_beads_pdb(path, beads: Beads, models, bfactors=None) -> None:
     """Write bead structures as a multi-model PDB (one ``MODEL`` per entry of ``models``).
 
@@ -206,7 +213,7 @@ def write_beads_pdb(path, beads: Beads, models, bfactors=None) -> None:
             x, y, z = xyz[i]
             lines.append(
                 f"ATOM  {(i + 1) % 100000:5d} {atom_field:4s} {beads.res_names[i]:>3s} "
-                f"{str(beads.chain_ids[i])[:1]:1s}{int(beads.res_ids[i]) % 10000:4d}"
+                f"{str(beads.chain_ids[i])[:1]:1s}{_resseq(beads.res_ids[i]):4d}"
                 f"{(beads.insertion_codes[i] or ' ')[:1]:1s}   "
                 f"{x:8.3f}{y:8.3f}{z:8.3f}{1.0:6.2f}{b[m - 1, i]:6.2f}          {element:>2s}")
         lines.append("ENDMDL")
