@@ -229,8 +229,8 @@ def _report(r, out, seconds):
     p("")
     p("=" * 78)
     p(f"CryoSTAR demo finished in {seconds / 60:.1f} min.")
-    p(f"|correlation(PC1 of z, true AdK conformation)| = {r['corr']:.2f} "
-      "(1 = the latent space orders the particles by the hidden motion)")
+    p(f"|correlation(PC1, true AdK conformation)| = {r['corr']:.2f} "
+      "(PC1 of the decoded structures; 1 = it orders the particles by the hidden motion)")
     p(f"\nProject:      {project.getPath()}")
     p(f"Training box: {train.getRunManifest().get('box_px')} px")
     lowPass = train.getRunManifest().get("low_pass") or {}

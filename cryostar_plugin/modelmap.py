@@ -4,7 +4,7 @@ The engine compares, at every k-means state and PC trajectory point of a density
 model its atom generator decodes with the density generator's map at the same z, and writes
 (names listed in the folder's ``manifest.json``, schema ``cryostar-validation/1``):
 
-* ``report.json``: ``verdict`` (``"supported"`` | ``"flagged"``), ``thresholds`` and one entry
+* ``report.json``: ``verdict`` (``"supported"`` | ``"flagged"`` | ``"inconclusive"``), ``thresholds`` and one entry
   per point: ``name`` (``state_00``, ``pc1_03``), ``series``, ``index``, model–map FSC at 0.5
   (``fsc_0.5_A``, Å), the mean per-residue local correlation (``mean_local_cc``), per-chain
   summaries and flagged residues, each with a ``flag``;
@@ -150,6 +150,9 @@ def verdictLine(report):
                 if nRes else "")
     verdict = report.get("verdict", "unknown")
     hits = _flaggedChainPoints(points)
+    if verdict == "inconclusive":
+        return (f"Model-map validation: inconclusive: {report.get('verdict_reason', '')}"
+                f"{span}{residues}.")
     if not hits:
         return (f"Model-map validation: {verdict}: no chain is flagged at any of the "
                 f"{len(points)} states and trajectory points{span}{residues}.")

@@ -185,3 +185,19 @@ def test_bad_inputs_stop_with_one_line_and_leave_nothing(runs, tmp_path, capsys,
     err = capsys.readouterr().err.strip()
     assert status == 2 and len(err.splitlines()) == 1 and message in err, err
     assert not out.exists()
+
+
+def test_the_verdict_is_inconclusive_when_the_maps_cannot_resolve_the_motion(correct):
+    """Maps too coarse for any displacement of the models: nothing flagged is not 'supported'."""
+    from cryostar_engine.modelmap.flags import Thresholds
+    from cryostar_engine.modelmap.report import verdict_of
+
+    report = json.loads((correct / "report.json").read_text())
+    t = Thresholds(**report["thresholds"])
+    assert verdict_of(report["points"], t)[0] == "supported"
+    still = [{**p, "chains": [{**c, "moved_beads": 0} for c in p["chains"]]}
+             for p in report["points"]]
+    verdict, reason = verdict_of(still, t)
+    assert verdict == "inconclusive" and "cannot test the motion" in reason
+    flagged = [{**still[0], "chains": [{**still[0]["chains"][0], "flag": "model_moves_map_not"}]}]
+    assert verdict_of(flagged, t)[0] == "flagged"

@@ -25,7 +25,7 @@ from .chimerax import write_validation_cxc
 from .figures import overview_figure, point_figure
 from .flags import MOVES, RIGID
 
-__all__ = ["SCHEMA", "point_record", "chain_summary", "write_report"]
+__all__ = ["SCHEMA", "point_record", "chain_summary", "verdict_of", "write_report"]
 
 SCHEMA = "cryostar-validation/1"
 NOTES = [
@@ -40,7 +40,9 @@ NOTES = [
     "changes there (vs the mean map) more than the model does (a missing degree of freedom or a "
     "compositional change).",
     "verdict: 'flagged' when any chain is flagged at any point (chain thresholds keep the chance "
-    "that a correct run is flagged ≤ family_alpha).",
+    "that a correct run is flagged ≤ family_alpha); 'supported' when none is and the models moved "
+    "beyond min_displacement_A somewhere (the maps could contradict them); 'inconclusive' when "
+    "none is but they never did (maps too coarse to test the motion).",
 ]
 
 
@@ -91,6 +93,24 @@ def _fsc_table(res) -> str:
     return "\n".join(lines) + "\n"
 
 
+def verdict_of(points: list[dict], t) -> tuple[str, str]:
+    """``("flagged" | "supported" | "inconclusive", one-line reason)``.
+
+    *flagged*: a chain is flagged at some point.  *supported*: none is, and at some point a chain
+    moved at least ``min_beads`` beads by ``d_min`` or more, so the maps were able to contradict
+    the models' motion.  *inconclusive*: none is, but the models never move beyond what the maps
+    resolve (``d_min`` = half their FSC 0.5 resolution), so the check had nothing to test: train
+    stage 2 longer, or on more particles, for finer maps.
+    """
+    if any(c["flag"] for p in points for c in p["chains"]):
+        return "flagged", "a chain is flagged at one or more points"
+    if any(c.get("moved_beads", 0) >= t.min_beads for p in points for c in p["chains"]):
+        return "supported", "no chain is flagged, and the models' motion was resolvable"
+    return "inconclusive", (f"no model moves {t.min_beads}+ beads by {t.min_displacement_A:.1f} Å "
+                            f"or more (half the maps' {t.resolution_A:.1f} Å resolution): the maps "
+                            "cannot test the motion; train stage 2 longer for finer maps")
+
+
 def write_report(out: Path, pair, beads, results, t, box: int, apix: float) -> dict:
     """Write every file of the validation folder ``out`` and return the report."""
     frame = pair.frame
@@ -103,11 +123,11 @@ def write_report(out: Path, pair, beads, results, t, box: int, apix: float) -> d
         point_figure(out / f"{name}.png", res, beads, t)
         points.append(point_record(res, beads))
     chains = chain_summary(points)
-    flagged = any(c["flag"] for p in points for c in p["chains"])
+    verdict, reason = verdict_of(points, t)
     report = {"schema": SCHEMA, "atom_run": str(pair.atom_run.resolve()),
               "density_run": str(pair.density_run.resolve()), "box_px": int(box),
               "apix_A": float(apix), "frame": frame.to_json(), "thresholds": t.to_json(),
-              "verdict": "flagged" if flagged else "supported",
+              "verdict": verdict, "verdict_reason": reason,
               "mean_local_cc": _r(np.mean([r.mean_local_cc for r in results])),
               "median_fsc_0.5_A": _r(t.resolution_A, 3),
               "points": points, "chains": chains, "notes": NOTES}

@@ -108,7 +108,7 @@ class TestCryoStarValidationViewer(SharedChainTest):
         man, report = self._report()
         self.assertEqual(man["schema"], SCHEMA)
         self.assertEqual(report["schema"], SCHEMA)
-        self.assertIn(report["verdict"], ("supported", "flagged"))
+        self.assertIn(report["verdict"], ("supported", "flagged", "inconclusive"))
         folder = self.density.getValidationDir()
         self.assertEqual(folder, os.path.abspath(self.density._getExtraPath("validation")))
         for name in man["files"]:

@@ -61,9 +61,11 @@ class ValidationTableView(View):
         win = window.root
         win.columnconfigure(0, weight=1)
         win.rowconfigure(1, weight=1)
-        flagged = "supported" not in self.verdict.split(".")[0]
+        colour = ("#a04000" if self.verdict.startswith("Model-map validation: flagged") else
+                  "#505050" if self.verdict.startswith("Model-map validation: inconclusive")
+                  else "#1e6b1e")
         tk.Label(win, text=self.verdict, wraplength=1100, justify="left", anchor="w",
-                 fg="#a04000" if flagged else "#1e6b1e", font=("Helvetica", 11, "bold"),
+                 fg=colour, font=("Helvetica", 11, "bold"),
                  padx=8, pady=6).grid(row=0, column=0, columnspan=2, sticky="ew")
         tree = ttk.Treeview(win, columns=TABLE_HEADER, show="headings",
                             height=min(max(len(self.rows), 3), 20))
