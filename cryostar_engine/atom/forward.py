@@ -64,26 +64,29 @@ class AtomForwardModel:
         self.lowpass.copy_(new)
         return changed
 
+    def _centred_fft(self, batch: Batch) -> torch.Tensor:
+        """``(B, D, D//2+1)`` rfft of the particles with their content moved by +shift."""
+        return torch.fft.rfft2(batch.images.float()) * shift_phase_rfft(self.box, batch.shifts_px)
+
+    def _band(self, f: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        return torch.fft.irfft2(f * band, s=(self.box, self.box))
+
     def targets(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """``(loss target, encoder image)``, each ``(B, D, D)``: the particle centred (content
         moved by +shift) and low-passed at the loss band and at the encoder's band (one FFT)."""
-        f = torch.fft.rfft2(batch.images.float()) * shift_phase_rfft(self.box, batch.shifts_px)
-        s = (self.box, self.box)
-        loss = torch.fft.irfft2(f * self.lowpass, s=s)
+        f = self._centred_fft(batch)
+        loss = self._band(f, self.lowpass)
         if self.encoder_filter is self.lowpass:        # one band for both (no schedule)
             return loss, loss
-        return loss, torch.fft.irfft2(f * self.encoder_filter, s=s)
+        return loss, self._band(f, self.encoder_filter)
 
     def target(self, batch: Batch) -> torch.Tensor:
         """``(B, D, D)``: the particle centred (content moved by +shift) and low-passed."""
-        f = torch.fft.rfft2(batch.images.float()) * (shift_phase_rfft(self.box, batch.shifts_px) * self.lowpass)
-        return torch.fft.irfft2(f, s=(self.box, self.box))
+        return self._band(self._centred_fft(batch), self.lowpass)
 
     def encoder_image(self, batch: Batch) -> torch.Tensor:
         """``(B, D, D)``: the particle centred and low-passed at the encoder's band."""
-        f = torch.fft.rfft2(batch.images.float()) * (shift_phase_rfft(self.box, batch.shifts_px)
-                                                     * self.encoder_filter)
-        return torch.fft.irfft2(f, s=(self.box, self.box))
+        return self._band(self._centred_fft(batch), self.encoder_filter)
 
     def render(self, coords_A: torch.Tensor, batch: Batch, ctf_sign: float = 1.0) -> torch.Tensor:
         """``(B, N, 3)`` box-centred structures → ``(B, D, D)`` CTF-filtered, low-passed images."""
