@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from cryostar_engine.atom import AtomConfig, train_atom
-from cryostar_engine.atom.losses import elastic_network_loss
+from cryostar_engine.atom.losses import ElasticGroups, elastic_network_loss
 from cryostar_engine.train import TrainingDiverged, lr_factor
 
 from conftest import ADK_REF, ADK_STAR
@@ -37,7 +37,7 @@ def test_relaxation_releases_the_most_variable_pairs_of_each_group():
     d[:, 7] += 20 * torch.randn(16, generator=gen)       # a hinge pair in group 0
     d[:, 250] += 20 * torch.randn(16, generator=gen)     # and one in group 1
     group = np.repeat([0, 1], [200, 100])
-    groups = tuple(torch.as_tensor(np.flatnonzero(group == g)) for g in (0, 1))
+    groups = ElasticGroups.from_labels(group)
     ours = float(elastic_network_loss(d, d0, groups, 0.9))
     expected, keep = _reference_relaxation(d, d0, group, 0.9)
     assert not keep[7] and not keep[250] and keep.sum() == 180 + 90
@@ -45,7 +45,7 @@ def test_relaxation_releases_the_most_variable_pairs_of_each_group():
     # the hinge pairs' huge errors do not reach the loss; without relaxation they dominate it
     assert float(elastic_network_loss(d, d0, groups, 1.0)) > 50 * ours
     # one group for all pairs is a different (wrong) filter: it must not give the same value
-    one_group = (torch.arange(300),)
+    one_group = ElasticGroups.from_labels(np.zeros(300, int))
     wrong, _ = _reference_relaxation(d, d0, np.zeros(300, int), 0.9)
     assert float(elastic_network_loss(d, d0, one_group, 0.9)) == pytest.approx(wrong, rel=1e-5)
     assert abs(wrong - expected) > 1e-3 * expected
@@ -57,8 +57,8 @@ def test_elastic_network_tolerance_is_a_flat_bottom():
     gen = torch.Generator().manual_seed(1)
     d0 = 3 + 5 * torch.rand(200, generator=gen)
     d = d0 + 0.6 * torch.randn(16, 200, generator=gen)
-    groups = (torch.arange(200),)
     group = np.zeros(200, int)
+    groups = ElasticGroups.from_labels(group)
     excess = torch.relu((d - d0).abs() - 0.5)
     assert float(elastic_network_loss(d, d0, groups, 1.0, tolerance_A=0.5)) == pytest.approx(
         float((excess ** 2).mean()), rel=1e-5)
@@ -66,7 +66,8 @@ def test_elastic_network_tolerance_is_a_flat_bottom():
     expected, _ = _reference_relaxation(d, d0, group, 0.9, tolerance=0.5)
     assert ours == pytest.approx(expected, rel=1e-5)
     assert ours < 0.5 * float(elastic_network_loss(d, d0, groups, 0.9))
-    single = elastic_network_loss(torch.tensor([[5.8, 5.3, 4.2]]), torch.full((3,), 5.0), (torch.arange(3),),
+    single = elastic_network_loss(torch.tensor([[5.8, 5.3, 4.2]]), torch.full((3,), 5.0),
+                                  ElasticGroups.from_labels(np.zeros(3, int)),
                                   1.0, tolerance_A=0.5)
     assert float(single) == pytest.approx((0.3 ** 2 + 0 + 0.3 ** 2) / 3, rel=1e-5)
 
@@ -74,7 +75,7 @@ def test_elastic_network_tolerance_is_a_flat_bottom():
 def test_relaxation_keeps_a_group_that_would_release_everything():
     d0 = torch.full((4,), 5.0)
     d = d0 + torch.tensor([[0.1], [0.2], [0.3]]) * torch.ones(3, 4)   # equal variance: all ≥ quantile
-    groups = (torch.arange(4),)
+    groups = ElasticGroups.from_labels(np.zeros(4, int))
     assert float(elastic_network_loss(d, d0, groups, 0.5)) == pytest.approx(float(((d - d0) ** 2).mean()))
 
 

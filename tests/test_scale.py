@@ -111,10 +111,6 @@ def test_batched_relaxation_equals_the_per_chain_loop(model, keep_ratio, toleran
     assert losses[0] > 0
     assert torch.equal(losses[0], losses[1])
     assert torch.equal(grads[0], grads[1])
-    # the engine's loss also takes the old tuple of index tensors, with the same result
-    d = pair_distances(_deformed(beads), pairs)
-    assert torch.equal(elastic_network_loss(d, d0, index_groups(g.en_group), keep_ratio, tolerance_A=tolerance),
-                       losses[0])
 
 
 def test_the_comparison_is_sensitive_to_the_grouping(model):

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -66,15 +65,6 @@ class ElasticGroups:
         as_t = lambda a: torch.as_tensor(np.ascontiguousarray(a, dtype=np.int64), device=device)  # noqa: E731
         return cls(as_t(dense.reshape(-1)), as_t(counts), as_t(starts))
 
-    @classmethod
-    def from_index_tensors(cls, groups: Sequence[torch.Tensor], n_pairs: int) -> "ElasticGroups":
-        """From one index tensor per group (into the P pairs; together a partition of them)."""
-        lab = np.full(n_pairs, -1, np.int64)
-        for g, idx in enumerate(groups):
-            lab[idx.cpu().numpy()] = g
-        device = groups[0].device if len(groups) else None
-        return cls.from_labels(lab, device)
-
     @property
     def n_groups(self) -> int:
         return int(self.counts.shape[0])
@@ -117,8 +107,7 @@ def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None,
     all processes.
 
     ``groups``: an :class:`ElasticGroups` (all groups' quantiles in one batched sort, a fixed
-    number of kernels however many chains), or a sequence of ``(P_g,)`` index tensors, one per
-    group (converted on each call; build an :class:`ElasticGroups` once instead).
+    number of kernels however many chains; build it once per run).
     """
     if d.shape[1] == 0:
         return d.new_zeros(())
@@ -127,8 +116,6 @@ def elastic_network_loss(d, d0, groups, keep_ratio: float, gather=None,
     err = harmonic if tolerance_A <= 0 else torch.relu(dev.abs() - tolerance_A) ** 2
     if keep_ratio >= 1.0:
         return err.mean()
-    if not isinstance(groups, ElasticGroups):
-        groups = ElasticGroups.from_index_tensors(groups, d.shape[1])
     with torch.no_grad():
         every = harmonic.detach().float()
         every = gather(every) if gather is not None else every  # (G, P)
