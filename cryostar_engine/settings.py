@@ -231,7 +231,7 @@ class StageConfig:
     """Base of the frozen config dataclasses of both stages: validation when built, JSON with
     ``schema_version`` and ``kind``, and the reading of a saved config (the other stage's
     refused).  Subclasses set ``KIND`` and ``SCHEMA_VERSION`` (and optionally
-    ``LEGACY_NAMES``, old key → field, and ``legacy_values(data)``)."""
+    ``LEGACY_NAMES``, old key → field, and ``legacy_values(data, schema_version)``)."""
 
     KIND = ""
     SCHEMA_VERSION = 1
@@ -294,7 +294,7 @@ def config_from_dict(cls, data: dict, source: str, hint: str | None = None):
         if old in data:
             data.setdefault(new, data.pop(old))
     if hasattr(cls, "legacy_values"):
-        data = cls.legacy_values(data)
+        data = cls.legacy_values(data, version)
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:

@@ -113,3 +113,44 @@ def test_progress_of_part_epochs_never_passes_100_percent(tmp_path, z_path, caps
     assert last.group(1) == "100" and last.group(4) == last.group(5) and last.group(6) == "0s"
     seen = json.loads((run / "manifest.json").read_text())["images_seen"]
     assert f"{seen:,}" == last.group(5) and round(epochs * N) <= seen < round(epochs * N) + batch
+
+
+def test_final_decay_is_flat_then_half_a_cosine():
+    """Constant for the first 90 % of the images, then down to the final fraction at the end
+    (a run made longer with --epochs decays at its new end)."""
+    from cryostar_engine.train.schedule import final_decay_factor
+    f = [final_decay_factor(i, 1000, 0.1, 0.1) for i in (0, 500, 900, 950, 1000, 1200)]
+    assert f[:3] == [1.0, 1.0, 1.0]
+    assert f[3] == pytest.approx(0.55) and f[4] == pytest.approx(0.1) and f[5] == pytest.approx(0.1)
+    assert final_decay_factor(1000, 1000, 0.0, 0.1) == 1.0            # 0: constant to the end
+    assert final_decay_factor(950, 2000, 0.1, 0.1) == 1.0             # lengthened: flat again
+
+
+def _last_lr(run) -> float:
+    state = torch.load(list_checkpoints(run)[-1], weights_only=False)
+    return float(state["optimizer"]["param_groups"][0]["lr"])
+
+
+def test_a_run_ends_at_the_decayed_rate_and_an_old_run_stays_constant(tmp_path, z_path):
+    """The optimiser's rate at the last step of a run is --lr × the decay factor of that step
+    (near LR_FINAL_FRACTION); a run whose config.json is of schema 3 (before the decay) trains
+    at a constant rate."""
+    from cryostar_engine.density.schedule import LR_FINAL_FRACTION
+    from cryostar_engine.train.schedule import final_decay_factor
+    assert DensityConfig(particles="p", z_path="z").lr_decay_fraction == 0.1     # the default
+    run = tmp_path / "run"
+    cfg = DensityConfig(particles=str(ADK_STAR), z_path=str(z_path), epochs=4, hidden=16,
+                        lr_decay_fraction=0.5, **{**TINY, "lr": 1e-3})
+    train_density(cfg, run)                       # 24 steps of 64; the last starts at 1,472
+    expected = final_decay_factor(4 * N - 64, 4 * N, 0.5, LR_FINAL_FRACTION)
+    assert expected < 0.2
+    assert _last_lr(run) == pytest.approx(1e-3 * expected, rel=1e-4)
+    saved = _saved(run)
+    assert saved["lr_decay_fraction"] == 0.5
+    # the same config read back as schema 3: no decay recorded → constant
+    schema3 = {k: v for k, v in saved.items() if k != "lr_decay_fraction"} | {"schema_version": 3}
+    old = DensityConfig.from_dict(schema3)
+    assert old.lr_decay_fraction == 0.0
+    flat = tmp_path / "flat"
+    train_density(old, flat)
+    assert _last_lr(flat) == pytest.approx(1e-3)

@@ -310,7 +310,7 @@ def test_schema_1_density_configs_still_load():
     cfg = DensityConfig.from_dict(old)
     assert (cfg.batch, cfg.compile, cfg.epochs) == (32, "on", 20)
     saved = cfg.to_dict()
-    assert saved["kind"] == "density" and saved["schema_version"] == 3 and "batch_size" not in saved
+    assert saved["kind"] == "density" and saved["schema_version"] == 4 and "batch_size" not in saved
     assert AtomConfig().to_json()["kind"] == "atom"
     with pytest.raises(InputError, match="newer than this engine"):
         DensityConfig.from_dict({**saved, "schema_version": 99})
@@ -329,11 +329,12 @@ def test_a_density_run_with_a_schema_1_config_still_resumes(tmp_path):
     run = tmp_path / "run"
     assert train_density(cfg, run)[1] is False
     old = json.loads((run / "config.json").read_text())
-    for key in ("kind", "map", "amplitude_contrast"):
+    for key in ("kind", "map", "amplitude_contrast", "lr_decay_fraction"):
         old.pop(key)
     old.update(schema_version=1, batch_size=old.pop("batch"), compile=False, epochs=1)
     (run / "config.json").write_text(json.dumps(old))
     assert main(["train-density", "--out", str(run), "--resume"]) == 0
     new = json.loads((run / "config.json").read_text())
-    assert (new["kind"], new["schema_version"], new["batch"], new["compile"]) == ("density", 3, 64, "off")
+    assert (new["kind"], new["schema_version"], new["batch"], new["compile"]) == ("density", 4, 64, "off")
+    assert new["lr_decay_fraction"] == 0.0          # it trained at a constant rate, and still does
     assert json.loads((run / "manifest.json").read_text())["images_seen"] == 384

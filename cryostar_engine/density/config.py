@@ -1,7 +1,8 @@
 """The typed configuration of a density-generator run (stage 2), saved as ``RUN/config.json``.
 
 Every field has a default that follows the spec (§4, §10): D′ = min(D, 256), an MLP of
-1 + 3 residual GELU layers, Gaussian Fourier features (3·D′ frequencies), AdamW lr 1e-4, batch 16.
+1 + 3 residual GELU layers, Gaussian Fourier features (3·D′ frequencies), AdamW lr 5e-4 (constant,
+then a half-cosine decay to 10 % over the last ``lr_decay_fraction`` of the images), batch 16.
 The schedule is defined by *images seen* (``epochs × N``), never by steps, so changing the batch
 size does not silently change the length of a run.  Two defaults depend on the run and are
 resolved when it starts (:mod:`~cryostar_engine.density.schedule`): the length (20 epochs, at
@@ -32,8 +33,10 @@ from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for
 __all__ = ["DensityConfig", "DensityRunOptions", "SCHEMA_VERSION", "RESUMABLE_FIELDS",
            "load_density_config_file", "read_run_config"]
 
-SCHEMA_VERSION = 3       # 2: "kind", batch_size → batch, compile auto|on|off, map;
-#                          3: hidden and epochs resolved at the start, hidden_source recorded
+SCHEMA_VERSION = 4       # 2: "kind", batch_size → batch, compile auto|on|off, map;
+#                          3: hidden and epochs resolved at the start, hidden_source recorded;
+#                          4: lr 5e-4 by default, lr_decay_fraction (a run of schema ≤ 3 read
+#                             back gets 0: the constant rate it was started with)
 PRECISIONS = ("auto", "fp32", "bf16")
 COMPILE_MODES = ("auto", "on", "off")
 DEVICES = ("auto", "cpu", "cuda")
@@ -115,7 +118,10 @@ class DensityConfig(StageConfig):
                               **_POSITIVE, **_E)
     batch: int = _s(16, "images per optimisation step (global batch; split between torchrun "
                         "processes)", **_AT_LEAST_1, **_E)
-    lr: float = _s(1e-4, "AdamW learning rate", **_POSITIVE)
+    lr: float = _s(5e-4, "AdamW learning rate (constant until the final decay)", **_POSITIVE)
+    lr_decay_fraction: float = _s(0.1, "the last fraction of the run's images, over which the "
+                                       "learning rate decays (half a cosine) to 10 % of --lr; "
+                                       "0: constant to the end", min=0, max=1)
     weight_decay: float = _s(0.01, "AdamW weight decay", **_AT_LEAST_0)
     f_std: float | None = _s(None, "Fourier normalisation of the images",
                              default_text="estimated from --f-std-particles images", **_POSITIVE)
@@ -159,10 +165,13 @@ class DensityConfig(StageConfig):
             raise InputError("debug_ctf_sign must be +1 or -1")
 
     @staticmethod
-    def legacy_values(data: dict) -> dict:
-        """Schema 1 stored ``compile`` as a boolean."""
+    def legacy_values(data: dict, schema_version: int = SCHEMA_VERSION) -> dict:
+        """Schema 1 stored ``compile`` as a boolean; a run of schema ≤ 3 trained at a constant
+        learning rate (``lr_decay_fraction`` 0), and its recorded ``lr`` is kept."""
         if isinstance(data.get("compile"), bool):
             data["compile"] = "on" if data["compile"] else "off"
+        if schema_version <= 3:
+            data.setdefault("lr_decay_fraction", 0.0)
         return data
 
     @classmethod

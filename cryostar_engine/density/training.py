@@ -44,7 +44,8 @@ from .inputs import DensityInputs, load_inputs
 from .loss import estimate_f_std
 from .model import TrainedDensity, autocast_dtype, build_model
 from .results import density_frame, write_outputs
-from .schedule import resolve_run_defaults
+from ..train.schedule import apply_lr_factor, final_decay_factor
+from .schedule import LR_FINAL_FRACTION, resolve_run_defaults
 from .step import StepSetup, train_step
 
 __all__ = ["DensityTrainer", "train_density", "resume_config"]
@@ -150,6 +151,8 @@ class DensityTrainer:
             self.model.mlp = CompiledOrEager(self.model.mlp, self.log)
         try:
             while not sc.finished:
+                apply_lr_factor(self.optimizer, final_decay_factor(
+                    sc.images_seen, self.total_images, cfg.lr_decay_fraction, LR_FINAL_FRACTION))
                 self._step(setup, self.next_rows())
                 epoch_end = sc.images_seen % n == 0
                 if not (epoch_end or sc.should_stop(check_time=False) or sc.readback_due()):

@@ -11,7 +11,7 @@ import math
 
 import torch
 
-__all__ = ["SCHEDULES", "lr_factor", "apply_lr_factor"]
+__all__ = ["SCHEDULES", "lr_factor", "final_decay_factor", "apply_lr_factor"]
 
 SCHEDULES = ("constant", "cosine")
 
@@ -27,6 +27,22 @@ def lr_factor(schedule: str, step: int, total_steps: int, final_fraction: float)
     if schedule != "cosine":
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
     t = min(max(step, 0) / max(total_steps - 1, 1), 1.0)
+    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def final_decay_factor(images_seen: int, total_images: int, decay_fraction: float,
+                       final_fraction: float) -> float:
+    """Multiplier of the peak learning rate for a constant rate that decays at the end: 1 for the
+    first ``(1 − decay_fraction) × total_images`` images, then half a cosine down to
+    ``final_fraction`` at ``total_images`` (and after).  A function of *images seen*, so a run
+    that is resumed, or lengthened with ``--epochs``, follows the curve of its (new) length;
+    ``decay_fraction`` 0 is a constant rate."""
+    if decay_fraction <= 0 or total_images <= 0:
+        return 1.0
+    start = (1.0 - min(decay_fraction, 1.0)) * total_images
+    if images_seen <= start:
+        return 1.0
+    t = min((images_seen - start) / max(total_images - start, 1.0), 1.0)
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
