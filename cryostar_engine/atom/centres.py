@@ -18,6 +18,10 @@ Frame of the triplet (p, n, q) = (previous, bead, next): ``e1 = unit(X_q − X_p
 ``e2`` = the unit part of ``(X_q − X_n) − (X_n − X_p)`` orthogonal to e1 (towards the bend's
 inside), ``e3 = e1 × e2``.  A chain end uses the frame of its neighbour; a bead without chain
 neighbours (a lone residue) keeps its reference offset unrotated.  Coordinates in Å.
+
+``--bead-centre atoms`` carries every atom of the residue the same way (``atom_k = X_n + F_n(X) ·
+l_k``, one Gaussian per atom with its atomic number as amplitude): the rendered density is the
+reference's own atomic density, moved residue by residue, instead of one Gaussian per residue.
 """
 from __future__ import annotations
 
@@ -28,24 +32,33 @@ import torch
 
 from ..io.pdb import Beads
 
-__all__ = ["ResidueCentres", "residue_centres", "local_frames", "scattering_centres"]
+__all__ = ["ResidueCentres", "residue_centres", "atom_scatterers", "scatterers", "local_frames",
+           "scattering_centres"]
 
 
 @dataclass
 class ResidueCentres:
-    """triplets ``(T, 3)`` int64 (previous, bead, next); frame_index ``(N,)`` int64: the triplet
-    whose frame carries bead n's offset, or T (the identity: no rotation); local_offsets
-    ``(N, 3)`` float32, Å, in that frame; has_lone: some bead uses the identity (decided once,
-    so that a step appends the identity frame only then)."""
+    """K scattering points carried by the beads' local frames (K = N: one per bead).
+
+    triplets ``(T, 3)`` int64 (previous, bead, next); frame_index ``(K,)`` int64: the triplet
+    whose frame carries point k's offset, or T (the identity: no rotation); local_offsets
+    ``(K, 3)`` float32, Å, in that frame; has_lone: some point uses the identity (decided once,
+    so that a step appends the identity frame only then); point_bead ``(K,)`` int64, the bead of
+    each point (None: point k is bead k); amplitudes ``(K,)`` float32 of the points (None: the
+    beads' own)."""
 
     triplets: torch.Tensor
     frame_index: torch.Tensor
     local_offsets: torch.Tensor
     has_lone: bool
+    point_bead: torch.Tensor | None = None
+    amplitudes: torch.Tensor | None = None
 
     def to(self, device) -> "ResidueCentres":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return ResidueCentres(self.triplets.to(device), self.frame_index.to(device),
-                              self.local_offsets.to(device), self.has_lone)
+                              self.local_offsets.to(device), self.has_lone,
+                              move(self.point_bead), move(self.amplitudes))
 
 
 def local_frames(coords: torch.Tensor, triplets: torch.Tensor) -> torch.Tensor:
@@ -65,6 +78,40 @@ def residue_centres(beads: Beads, continuity: np.ndarray) -> ResidueCentres | No
     residue centres (a bead-only PDB)."""
     if beads.centre_offsets_A is None:
         return None
+    triplets, frame_index, lone, frames = _bead_frames(beads, continuity)
+    offsets = torch.as_tensor(beads.centre_offsets_A, dtype=torch.float64)
+    local = torch.einsum("nji,nj->ni", frames[torch.as_tensor(frame_index)], offsets)
+    return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float(),
+                          bool(lone.any()))
+
+
+def atom_scatterers(beads: Beads, continuity: np.ndarray) -> ResidueCentres | None:
+    """Every atom of the model, carried by its residue's frame (``--bead-centre atoms``), with its
+    atomic number as amplitude; None for a bead-only model (no atoms read)."""
+    if beads.atom_bead is None or beads.atom_offsets_A is None:
+        return None
+    triplets, bead_frame, lone, frames = _bead_frames(beads, continuity)
+    owner = np.asarray(beads.atom_bead, np.int64)
+    frame_index = bead_frame[owner]
+    offsets = torch.as_tensor(beads.atom_offsets_A, dtype=torch.float64)
+    local = torch.einsum("nji,nj->ni", frames[torch.as_tensor(frame_index)], offsets)
+    return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float(),
+                          bool(lone[owner].any()), torch.as_tensor(owner),
+                          torch.as_tensor(beads.atom_electrons, dtype=torch.float32))
+
+
+def scatterers(bead_centre: str, beads: Beads, continuity: np.ndarray) -> ResidueCentres | None:
+    """Where the forward model renders, by ``--bead-centre``: ``residue`` (one Gaussian per
+    residue at its electron-weighted centre), ``atoms`` (every atom of the residue) or
+    ``backbone`` (None: at the bead itself).  A bead-only model has neither centres nor atoms."""
+    if bead_centre == "atoms":
+        return atom_scatterers(beads, continuity)
+    return residue_centres(beads, continuity) if bead_centre == "residue" else None
+
+
+def _bead_frames(beads: Beads, continuity: np.ndarray):
+    """``(triplets (T, 3), frame_index (N,), lone (N,) bool, reference frames (T+1, 3, 3))``:
+    each bead's triplet (chain ends borrow their neighbour's; T = the identity)."""
     n = len(beads)
     has_next = np.zeros(n, bool)
     has_next[continuity[:, 0]] = True
@@ -84,10 +131,7 @@ def residue_centres(beads: Beads, continuity: np.ndarray) -> ResidueCentres | No
     frame_index[lone] = len(triplets)                             # identity
     ref = torch.as_tensor(beads.coords_A, dtype=torch.float64)[None]
     frames = _with_identity(local_frames(ref, torch.as_tensor(triplets)))[0]   # (T+1, 3, 3)
-    offsets = torch.as_tensor(beads.centre_offsets_A, dtype=torch.float64)
-    local = torch.einsum("nji,nj->ni", frames[torch.as_tensor(frame_index)], offsets)
-    return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float(),
-                          bool(lone.any()))
+    return triplets, frame_index, lone, frames
 
 
 def _with_identity(frames: torch.Tensor) -> torch.Tensor:
@@ -97,11 +141,13 @@ def _with_identity(frames: torch.Tensor) -> torch.Tensor:
 
 
 def scattering_centres(coords: torch.Tensor, centres: ResidueCentres | None) -> torch.Tensor:
-    """``(B, N, 3)`` bead coordinates (Å) → ``(B, N, 3)`` positions to render them at."""
+    """``(B, N, 3)`` bead coordinates (Å) → ``(B, K, 3)`` positions of the scattering points
+    (K = N for one point per bead)."""
     if centres is None:
         return coords
     frames = local_frames(coords, centres.triplets)                           # (B, T, 3, 3)
     if centres.has_lone:
         frames = _with_identity(frames)                                       # (B, T+1, 3, 3)
-    per_bead = frames.index_select(1, centres.frame_index)                     # (B, N, 3, 3)
-    return coords + torch.einsum("bnij,nj->bni", per_bead, centres.local_offsets.to(coords.dtype))
+    per_point = frames.index_select(1, centres.frame_index)                    # (B, K, 3, 3)
+    base = coords if centres.point_bead is None else coords.index_select(1, centres.point_bead)
+    return base + torch.einsum("bnij,nj->bni", per_point, centres.local_offsets.to(coords.dtype))

@@ -30,6 +30,8 @@ class AtomForwardModel:
     sigma_A : bead width (Å).  low_pass_A : hard low-pass of both images (Å), the loss band.
     mask_radius : image-loss mask radius (fraction of the half box).
     centres : where each bead scatters (:mod:`~cryostar_engine.atom.centres`); None: at the bead.
+        Centres with their own ``amplitudes`` (``--bead-centre atoms``: one point per atom) are
+        rendered with those instead of ``amplitudes``.
     encoder_low_pass_A : the encoder's fixed band (Å; None: up to the working box's Nyquist);
         ``"loss"`` (default): the encoder sees the loss target itself (one filter; use it only
         when the loss band will not change).
@@ -40,6 +42,8 @@ class AtomForwardModel:
                  encoder_low_pass_A: float | None | str = "loss"):
         self.box, self.apix, self.sigma_A = box, apix, sigma_A
         self.centres = None if centres is None else centres.to(device)
+        if centres is not None and centres.amplitudes is not None:
+            amplitudes = centres.amplitudes
         self.amplitudes = amplitudes.to(device=device, dtype=torch.float32)
         self.low_pass_A = float(low_pass_A)
         self.lowpass = lowpass_mask_rfft(box, apix, low_pass_A, device=device)

@@ -26,7 +26,7 @@ from ..train import (CompiledOrEager, DistContext, RowStream, RunScaffold, Skipp
                      apply_lr_factor, configure_cpu, gpu_amp_dtype, gpu_has_native_bf16,
                      init_distributed, list_checkpoints, lr_factor, make_optimizer, open_run,
                      read_json, resolve_device, seed_everything, shard, write_json)
-from .centres import residue_centres
+from .centres import scatterers
 from .config import AtomConfig, default_epochs, read_run_config
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
@@ -115,8 +115,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     bands = band_schedule(cfg, inputs.low_pass_A)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
                                bands.at(0), cfg.mask_radius, device,
-                               centres=(residue_centres(beads, inputs.graph.continuity)
-                                        if cfg.bead_centre == "residue" else None),
+                               centres=scatterers(cfg.bead_centre, beads, inputs.graph.continuity),
                                encoder_low_pass_A=_encoder_low_pass(cfg, bands))
     overlap = signal_overlap(forward, ds, reference.to(device), device, seed=cfg.seed)
     if not cfg.skip_signal_check:

@@ -65,6 +65,9 @@ class Beads:
     dropped: dict = field(default_factory=dict)   # residue name → count of residues dropped
     renamed: dict = field(default_factory=dict)   # original name → count of residues mapped
     centre_offsets_A: np.ndarray | None = None   # (N, 3) Å, residue's electron-weighted centre − bead
+    atom_bead: np.ndarray | None = None          # (K,) int, the bead (residue) of each atom
+    atom_offsets_A: np.ndarray | None = None     # (K, 3) Å, atom − its bead, in the reference
+    atom_electrons: np.ndarray | None = None     # (K,) float64, atomic number of each atom
     notes: list = field(default_factory=list)    # one line each: what the reader chose (altlocs, …)
 
     def __len__(self) -> int:
@@ -166,7 +169,7 @@ def read_beads(path) -> Beads:
             xyz = np.array([a.get_coord() for a in atoms.values()], np.float64)
             centre = (z_atoms[:, None] * xyz).sum(0) / max(z_atoms.sum(), 1e-9)
             rows.append((bead.get_coord(), z_atoms.sum(), chain.get_id(), resseq, icode.strip(),
-                         name, is_nt, centre - bead.get_coord()))
+                         name, is_nt, centre - bead.get_coord(), xyz - bead.get_coord(), z_atoms))
     if not rows:
         found = ", ".join(f"{n}×{k}" for k, n in dropped.most_common(5)) or "no residues"
         raise InputError(f"{path}: no protein or nucleic-acid residues found ({found}); "
@@ -174,12 +177,15 @@ def read_beads(path) -> Beads:
     if len(rows) < 2:
         raise InputError(f"{path}: the model has only {len(rows)} residue; a model of at least 2 "
                          "residues (the structure docked into the consensus map) is needed")
-    coords, amps, chains, resids, icodes, names, is_nt, centres = zip(*rows)
+    coords, amps, chains, resids, icodes, names, is_nt, centres, atom_xyz, atom_z = zip(*rows)
+    atom_bead = np.repeat(np.arange(len(rows)), [len(a) for a in atom_z])
     return Beads(coords_A=np.asarray(coords, np.float64), amplitudes=np.asarray(amps, np.float64),
                  chain_ids=np.asarray(chains), res_ids=np.asarray(resids, np.int64),
                  insertion_codes=np.asarray(icodes), res_names=np.asarray(names),
                  is_nucleotide=np.asarray(is_nt, bool), dropped=dict(dropped), renamed=dict(renamed),
-                 centre_offsets_A=np.asarray(centres, np.float64), notes=notes)
+                 centre_offsets_A=np.asarray(centres, np.float64), atom_bead=atom_bead.astype(np.int64),
+                 atom_offsets_A=np.concatenate(atom_xyz).astype(np.float64),
+                 atom_electrons=np.concatenate(atom_z).astype(np.float64), notes=notes)
 
 
 def _resseq(res_id) -> int:
