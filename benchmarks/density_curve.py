@@ -155,15 +155,25 @@ def frame_groups(frame: np.ndarray, groups: int) -> np.ndarray:
     return np.minimum((frame - lo) * groups // (hi - lo + 1), groups - 1)
 
 
+def latent_groups(z: np.ndarray, groups: int) -> np.ndarray:
+    """``(N,)`` group index of each particle: ``groups`` equal-count bins of the first principal
+    component of its latent ``z`` (N, zdim), the ordering a method's own latent gives."""
+    zc = z - z.mean(0)
+    pc1 = zc @ np.linalg.svd(zc, full_matrices=False)[2][0]
+    return np.minimum(np.argsort(np.argsort(pc1)) * groups // len(pc1), groups - 1)
+
+
 def frames(args) -> int:
-    """Maps reconstructed from the particles of each true-frame group, scored like a method's."""
+    """Maps reconstructed from the particles of each true-frame group (or, with ``--by-z``, of
+    each bin of the latent's first PC), scored like a method's."""
     data = load_bench_data(args.data)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     load0, t0 = load_average(), time.monotonic()
     meta = read_particles(data.star)
     ds = ParticleDataset(meta, box=meta.box, max_cache_bytes=0)
-    group = frame_groups(data.frame, args.groups)
+    group = (latent_groups(np.load(args.by_z), args.groups) if args.by_z
+             else frame_groups(data.frame, args.groups))
     volumes = []
     for g in range(args.groups):
         rows = np.flatnonzero(group == g)
@@ -177,6 +187,7 @@ def frames(args) -> int:
     volumes = np.stack(volumes)
     np.save(out / "group_maps.npy", volumes)
     result = {"data": str(data.root), "groups": args.groups, "wiener_fraction": args.wiener,
+              "grouped_by": f"PC1 of {args.by_z}" if args.by_z else "true frame",
               "group_sizes": np.bincount(group, minlength=args.groups).tolist(), "rows": []}
     for n_maps in args.n_maps_list:
         rows, pick = map_rows(data.n, None, n_maps, args.map_seed)
@@ -242,6 +253,8 @@ def parse_args(argv=None):
     f.add_argument("--data", type=Path, required=True)
     f.add_argument("--out", type=Path, required=True)
     f.add_argument("--groups", type=int, default=10)
+    f.add_argument("--by-z", default=None,
+                   help="group by equal-count bins of this z.npy's first PC instead of the true frame")
     f.add_argument("--wiener", type=float, default=0.05, help="Wiener ε, fraction of mean ΣH²")
     f.add_argument("--n-maps-list", type=int, nargs="+", default=[50, 100])
     f.add_argument("--threads", type=int, default=1)
