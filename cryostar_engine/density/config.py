@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..errors import InputError
-from .schedule import AUTO_HIDDEN, DEFAULT_EPOCHS, MIN_TRAIN_IMAGES
+from .schedule import AUTO_HIDDEN, DEFAULT_EPOCHS, LR_FINAL_FRACTION, MIN_TRAIN_IMAGES
 from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests,
                         read_saved_config, read_settings_file, setting,
                         validate_settings)
@@ -120,7 +120,8 @@ class DensityConfig(StageConfig):
                         "processes)", **_AT_LEAST_1, **_E)
     lr: float = _s(5e-4, "AdamW learning rate (constant until the final decay)", **_POSITIVE)
     lr_decay_fraction: float = _s(0.1, "the last fraction of the run's images, over which the "
-                                       "learning rate decays (half a cosine) to 10 % of --lr; "
+                                       "learning rate decays (half a cosine) to "
+                                       f"{LR_FINAL_FRACTION * 100:g} % of --lr; "
                                        "0: constant to the end", min=0, max=1)
     weight_decay: float = _s(0.01, "AdamW weight decay", **_AT_LEAST_0)
     f_std: float | None = _s(None, "Fourier normalisation of the images",

@@ -26,8 +26,7 @@ def lr_factor(schedule: str, step: int, total_steps: int, final_fraction: float)
         return 1.0
     if schedule != "cosine":
         raise ValueError(f"unknown learning-rate schedule {schedule!r}; choose from {SCHEDULES}")
-    t = min(max(step, 0) / max(total_steps - 1, 1), 1.0)
-    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
+    return _half_cosine(min(max(step, 0) / max(total_steps - 1, 1), 1.0), final_fraction)
 
 
 def final_decay_factor(images_seen: int, total_images: int, decay_fraction: float,
@@ -42,7 +41,12 @@ def final_decay_factor(images_seen: int, total_images: int, decay_fraction: floa
     start = (1.0 - min(decay_fraction, 1.0)) * total_images
     if images_seen <= start:
         return 1.0
-    t = min((images_seen - start) / max(total_images - start, 1.0), 1.0)
+    return _half_cosine(min((images_seen - start) / max(total_images - start, 1.0), 1.0),
+                        final_fraction)
+
+
+def _half_cosine(t: float, final_fraction: float) -> float:
+    """Half a cosine from 1 at ``t`` = 0 to ``final_fraction`` at ``t`` = 1."""
     return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * t))
 
 

@@ -38,16 +38,21 @@ def thresholdsText(report):
             if items else "")
 
 
+VERDICT_COLOURS = {"flagged": "#a04000", "inconclusive": "#505050", "supported": "#1e6b1e"}
+
+
 class ValidationTableView(View):
     """A Tk window: the verdict, one row per state / point, the legend; double-clicking a row
     shows its per-residue figure.  Built in :meth:`show` (headless code reads ``rows``)."""
 
-    def __init__(self, verdict, rows, figures, notes=(), title=TITLE, tkParent=None):
+    def __init__(self, verdict, rows, figures, notes=(), title=TITLE, tkParent=None,
+                 kind="supported"):
         """verdict : one line; rows : tuples as :data:`TABLE_HEADER`; figures : per-row PNG
         path (or None); notes : lines shown under the table; tkParent : the viewer's window
-        (a pyworkflow ``Window``), or None."""
+        (a pyworkflow ``Window``), or None; kind : the report's ``verdict`` (its colour)."""
         View.__init__(self)
         self.verdict, self.rows, self.figures = verdict, list(rows), list(figures)
+        self.kind = kind
         self.notes, self.title, self._tkParent = [n for n in notes if n], title, tkParent
         self.tree = None
 
@@ -61,9 +66,7 @@ class ValidationTableView(View):
         win = window.root
         win.columnconfigure(0, weight=1)
         win.rowconfigure(1, weight=1)
-        colour = ("#a04000" if self.verdict.startswith("Model-map validation: flagged") else
-                  "#505050" if self.verdict.startswith("Model-map validation: inconclusive")
-                  else "#1e6b1e")
+        colour = VERDICT_COLOURS.get(self.kind, VERDICT_COLOURS["supported"])
         tk.Label(win, text=self.verdict, wraplength=1100, justify="left", anchor="w",
                  fg=colour, font=("Helvetica", 11, "bold"),
                  padx=8, pady=6).grid(row=0, column=0, columnspan=2, sticky="ew")
@@ -161,7 +164,8 @@ class ValidationViews:
         figures = [f for _, f in self._validationPoints()]
         notes = list(report.get("notes") or []) + [thresholdsText(report)]
         return [ValidationTableView(verdictLine(report), tableRows(report), figures, notes,
-                                    tkParent=getattr(self, "formWindow", None))]
+                                    tkParent=getattr(self, "formWindow", None),
+                                    kind=report.get("verdict", "supported"))]
 
     def _showValidationOverview(self, paramName=None):
         folder, man, report = self._validation()
