@@ -47,6 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from peer_common import (add_map_args, load_average, load_bench_data, map_rows,  # noqa: E402
                          score_particle_maps, write_json)
 
+from cryostar_engine.analysis.pca import fit_pca  # noqa: E402
 from cryostar_engine.data.particles import ParticleDataset  # noqa: E402
 from cryostar_engine.density import DensityConfig, train_density  # noqa: E402
 from cryostar_engine.density.model import TrainedDensity, build_model  # noqa: E402
@@ -158,8 +159,7 @@ def frame_groups(frame: np.ndarray, groups: int) -> np.ndarray:
 def latent_groups(z: np.ndarray, groups: int) -> np.ndarray:
     """``(N,)`` group index of each particle: ``groups`` equal-count bins of the first principal
     component of its latent ``z`` (N, zdim), the ordering a method's own latent gives."""
-    zc = z - z.mean(0)
-    pc1 = zc @ np.linalg.svd(zc, full_matrices=False)[2][0]
+    pc1 = fit_pca(z).scores[:, 0]
     return np.minimum(np.argsort(np.argsort(pc1)) * groups // len(pc1), groups - 1)
 
 
