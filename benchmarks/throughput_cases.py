@@ -280,8 +280,10 @@ class Stage1Case:
         from cryostar_engine.atom.memory import estimate_step_bytes
         n_params = sum(p.numel() for p in self.setup.net.parameters())
         pool = self.pool.images.numel() * self.pool.images.element_size()
+        forward = self.setup.forward
         return estimate_step_bytes(self.batch_size, self.forward_box, len(self.beads),
-                                   len(self.setup.restraints.pairs), n_params) + pool
+                                   len(self.setup.restraints.pairs), n_params, n_points=forward.n_points,
+                                   window=forward.splat_window) + pool
 
     def use_per_chain_relaxation(self, per_chain: bool) -> None:
         """Time the step with the elastic network's relaxation as the per-chain Python loop it

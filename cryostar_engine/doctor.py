@@ -124,7 +124,8 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
         peak, measured = torch.cuda.max_memory_allocated(device), True
     else:
         peak = estimate_step_bytes(batch, box, len(beads), len(restraints.pairs),
-                                   sum(p.numel() for p in model.parameters()))
+                                   sum(p.numel() for p in model.parameters()),
+                                   n_points=forward.n_points, window=forward.splat_window)
         measured = False
     return {"seconds_per_step": float(np.median(times[1:])), "peak_GiB": peak / 2**30,
             "measured_memory": measured}

@@ -59,12 +59,15 @@ def measured_step_bytes(case: Stage1Case) -> int:
 
 def estimate(case: Stage1Case) -> int:
     n_params = sum(p.numel() for p in case.setup.net.parameters())
+    forward = case.setup.forward
     return estimate_step_bytes(case.batch_size, case.forward_box, len(case.beads),
-                               len(case.setup.restraints.pairs), n_params)
+                               len(case.setup.restraints.pairs), n_params, n_points=forward.n_points,
+                               window=forward.splat_window)
 
 
 CASES = [  # box, beads, batch, model
-    (64, 2000, 16, "complex"),      # many pairs per bead (RNA network at 15 Å)
+    (64, 2000, 16, "complex"),      # many pairs per bead (RNA network at 15 Å); local splatting
+    (96, 3000, 16, "cloud"),        # local splatting's patches dominate (W = 15)
     (128, 500, 8, "cloud"),         # image terms dominate
     (96, 1000, 24, "cloud"),
     (64, 5000, 4, "complex"),       # bead and pair terms dominate

@@ -13,7 +13,7 @@ from ..data.particles import Batch
 from ..geometry.poses import rotate_points
 from ..physics.ctf import ctf_rfft
 from ..physics.fourier import lowpass_mask_rfft, shift_phase_rfft
-from ..physics.render import project_beads
+from ..physics.render import project_beads, splat_window
 from .centres import ResidueCentres, scattering_centres
 from .losses import circular_mask
 
@@ -53,6 +53,16 @@ class AtomForwardModel:
             self.encoder_low_pass_A = None if encoder_low_pass_A is None else float(encoder_low_pass_A)
             self.encoder_filter = lowpass_mask_rfft(box, apix, encoder_low_pass_A, device=device)
         self.mask = circular_mask(box, mask_radius, device=device)
+
+    @property
+    def n_points(self) -> int:
+        """Scattering points rendered per structure (beads, or atoms with ``--bead-centre atoms``)."""
+        return int(self.amplitudes.shape[0])
+
+    @property
+    def splat_window(self) -> int | None:
+        """The renderer's local window (px), or None when it renders densely."""
+        return splat_window(self.box, self.sigma_A, self.apix)
 
     def set_low_pass(self, low_pass_A: float) -> bool:
         """Change the loss band (Å) in place (the same tensor, so a compiled step keeps its

@@ -129,7 +129,8 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
         t = forward.encoder_image(ds.batch(rows, device)) * forward.mask
         scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
     estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(restraints.pairs),
-                                   sum(t.numel() for t in model.parameters()))
+                                   sum(t.numel() for t in model.parameters()),
+                                   n_points=forward.n_points, window=forward.splat_window)
     memory_note = check_gpu_memory(estimate, device, cfg.batch, ds.box)
     amp = _amp_dtype(device, cfg.precision)
     setup = AtomStepSetup(model, optimizer, forward, restraints, LossSettings.from_config(cfg), scale,
