@@ -18,7 +18,9 @@ Figures (one definition each, ``benchmarks/metrics.py``):
 * what the first PCs carry: |ρ| of PC1–3 with the frame, with |frame − reference frame| (the
   distance from the reference when the motion runs both ways), with the mean defocus, the
   astigmatism, the three Euler angles, the shift; the variance each PC explains; and the kNN R²
-  of the frame from each PC alone (a PC can carry the motion along a curved path, which ρ misses).
+  of the frame from each PC alone (a PC can carry the motion along a curved path, which ρ misses);
+* the same |ρ| with the frame and variance for PC1–3 of the decoded structures (the PCA that
+  ``analyze`` shows a user, ``analysis.pca.fit_structure_pca``).
 
 Writes ``large_complex.json`` in the run folder and prints a table.
 """
@@ -32,12 +34,14 @@ import time
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import (bead_kinds, format_table, latent_figures, pc_correlations,  # noqa: E402
                      rmsd_by_group)
 from peer_common import load_bench_data, load_average, truth_and_reference_ca  # noqa: E402
 
+from cryostar_engine.analysis.pca import fit_structure_pca  # noqa: E402
 from cryostar_engine.io import read_star_tables  # noqa: E402
 
 REFERENCE = "ref_frame048.pdb"
@@ -77,13 +81,18 @@ def score(data: Path, run: Path) -> dict:
     chains = rmsd_by_group(decoded, bench.frame, truth, ref, labels)
     pcs = pc_correlations(z, nuisances(bench.star, bench.frame, motion["reference_frame"]),
                           frame=bench.frame)
+    structure = fit_structure_pca(z, decode)       # the PCA that `analyze` shows (Å of structure)
+    structure_rho = [round(abs(float(spearmanr(structure.scores[:, i], bench.frame)[0])), 3)
+                     for i in range(min(3, structure.scores.shape[1]))]
     return {"data": str(data), "run": str(run), "n_particles": int(len(z)),
             "n_beads": int(len(beads)), "n_nucleotides": int(beads.is_nucleotide.sum()),
             "n_chains": int(len(set(beads.chain_ids))),
             "abs_spearman_best_pc": round(lat.rho, 3), "best_pc": lat.best_pc + 1,
             "knn_r2": round(lat.knn_r2, 3),
             "rmsd_by_kind": _rounded(kinds), "rmsd_by_chain": _rounded(chains),
-            "pc_correlations": {k: [round(x, 3) for x in v] for k, v in pcs.items()}}
+            "pc_correlations": {k: [round(x, 3) for x in v] for k, v in pcs.items()},
+            "structure_pca": {"abs_spearman_frame": structure_rho,
+                              "variance": [round(float(v), 3) for v in structure.explained_variance_ratio[:3]]}}
 
 
 def train(data: Path, out: Path, threads: int | None, max_minutes: float | None) -> dict:
@@ -125,6 +134,8 @@ def main(argv=None) -> None:
             flat[f"{name} RMSD / ref / ratio"] = f"{d['rmsd']:.2f} / {d['ref_rmsd']:.2f} / {ratio}"
     for name, v in figures["pc_correlations"].items():
         flat[f"PC1-3 {name}"] = " ".join(f"{x:.2f}" for x in v)
+    for name, v in figures["structure_pca"].items():
+        flat[f"structure PC1-3 {name}"] = " ".join(f"{x:.2f}" for x in v)
     print(format_table(flat))
     (a.run / "large_complex.json").write_text(json.dumps(figures, indent=1) + "\n")
 
