@@ -22,6 +22,10 @@ neighbours (a lone residue) keeps its reference offset unrotated.  Coordinates i
 ``--bead-centre atoms`` carries every atom of the residue the same way (``atom_k = X_n + F_n(X) ·
 l_k``, one Gaussian per atom with its atomic number as amplitude): the rendered density is the
 reference's own atomic density, moved residue by residue, instead of one Gaussian per residue.
+``--bead-centre groups`` carries one point per atom group of the residue, at the group's
+electron-weighted centre with its summed atomic numbers as amplitude: backbone (N, Cα, C, O)
+and side chain for an amino acid (glycine: the backbone only), phosphate, sugar and base for a
+nucleotide (:data:`ATOM_GROUPS`): 2–3 points per residue instead of ~8 atoms.
 """
 from __future__ import annotations
 
@@ -32,8 +36,14 @@ import torch
 
 from ..io.pdb import Beads
 
-__all__ = ["ResidueCentres", "residue_centres", "atom_scatterers", "scatterers", "local_frames",
-           "scattering_centres"]
+__all__ = ["ResidueCentres", "residue_centres", "atom_scatterers", "group_scatterers", "scatterers",
+           "local_frames", "scattering_centres", "ATOM_GROUPS", "atom_groups"]
+
+# atom groups of ``--bead-centre groups`` (names as in PDB files; every other atom of a residue
+# is in its last group: the side chain, or the base)
+ATOM_GROUPS = {"amino acid": ({"N", "CA", "C", "O", "OXT", "OT1", "OT2"},),
+               "nucleotide": ({"P", "OP1", "OP2", "OP3", "O1P", "O2P", "O3P", "O5'"},
+                              {"C5'", "C4'", "O4'", "C3'", "O3'", "C2'", "O2'", "C1'"})}
 
 
 @dataclass
@@ -90,22 +100,57 @@ def atom_scatterers(beads: Beads, continuity: np.ndarray) -> ResidueCentres | No
     atomic number as amplitude; None for a bead-only model (no atoms read)."""
     if beads.atom_bead is None or beads.atom_offsets_A is None:
         return None
+    return _carried_points(beads, continuity, np.asarray(beads.atom_bead, np.int64),
+                           beads.atom_offsets_A, beads.atom_electrons)
+
+
+def atom_groups(beads: Beads) -> np.ndarray:
+    """``(K,)`` int: the group of each atom within its residue (:data:`ATOM_GROUPS`; 0 = backbone
+    or phosphate)."""
+    kinds = np.where(beads.is_nucleotide, "nucleotide", "amino acid")[beads.atom_bead]
+    groups = np.empty(len(beads.model_atom_names), np.int64)
+    for i, (name, kind) in enumerate(zip(beads.model_atom_names, kinds)):
+        named = ATOM_GROUPS[kind]
+        groups[i] = next((g for g, names in enumerate(named) if name in names), len(named))
+    return groups
+
+
+def group_scatterers(beads: Beads, continuity: np.ndarray) -> ResidueCentres | None:
+    """One point per atom group of each residue (``--bead-centre groups``), at the group's
+    electron-weighted centre, with the group's summed atomic numbers as amplitude, carried by
+    its residue's frame; None for a bead-only model (no atoms read)."""
+    if beads.atom_bead is None or beads.atom_offsets_A is None or beads.model_atom_names is None:
+        return None
+    key = np.asarray(beads.atom_bead, np.int64) * 4 + atom_groups(beads)     # ≤ 3 groups each
+    points, inverse = np.unique(key, return_inverse=True)                     # sorted: by bead
+    electrons = np.bincount(inverse, weights=beads.atom_electrons, minlength=len(points))
+    weighted = np.stack([np.bincount(inverse, weights=beads.atom_electrons * beads.atom_offsets_A[:, k],
+                                     minlength=len(points)) for k in range(3)], 1)
+    return _carried_points(beads, continuity, points // 4, weighted / electrons[:, None], electrons)
+
+
+def _carried_points(beads: Beads, continuity: np.ndarray, owner: np.ndarray, offsets_A: np.ndarray,
+                    amplitudes: np.ndarray) -> ResidueCentres:
+    """Points ``(K,)`` owned by beads ``owner``, at reference offsets ``(K, 3)`` Å from their bead,
+    expressed in their bead's reference frame, with their own amplitudes."""
     triplets, bead_frame, lone, frames = _bead_frames(beads, continuity)
-    owner = np.asarray(beads.atom_bead, np.int64)
     frame_index = bead_frame[owner]
-    offsets = torch.as_tensor(beads.atom_offsets_A, dtype=torch.float64)
+    offsets = torch.as_tensor(offsets_A, dtype=torch.float64)
     local = torch.einsum("nji,nj->ni", frames[torch.as_tensor(frame_index)], offsets)
     return ResidueCentres(torch.as_tensor(triplets), torch.as_tensor(frame_index), local.float(),
                           bool(lone[owner].any()), torch.as_tensor(owner),
-                          torch.as_tensor(beads.atom_electrons, dtype=torch.float32))
+                          torch.as_tensor(amplitudes, dtype=torch.float32))
 
 
 def scatterers(bead_centre: str, beads: Beads, continuity: np.ndarray) -> ResidueCentres | None:
     """Where the forward model renders, by ``--bead-centre``: ``residue`` (one Gaussian per
-    residue at its electron-weighted centre), ``atoms`` (every atom of the residue) or
-    ``backbone`` (None: at the bead itself).  A bead-only model has neither centres nor atoms."""
+    residue at its electron-weighted centre), ``atoms`` (every atom of the residue), ``groups``
+    (one per atom group) or ``backbone`` (None: at the bead itself).  A bead-only model has
+    neither centres nor atoms."""
     if bead_centre == "atoms":
         return atom_scatterers(beads, continuity)
+    if bead_centre == "groups":
+        return group_scatterers(beads, continuity)
     return residue_centres(beads, continuity) if bead_centre == "residue" else None
 
 

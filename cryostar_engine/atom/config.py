@@ -24,7 +24,7 @@ SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
-BEAD_CENTRES = ("residue", "backbone", "atoms")  # appended: a saved form keeps its index
+BEAD_CENTRES = ("residue", "backbone", "atoms", "groups")  # appended: a saved form keeps its index
 DECODER_INITS = ("fit", "zero")
 LR_SCHEDULES = ("cosine", "constant")
 ENCODER_BANDS = ("start", "final", "full")
@@ -130,7 +130,9 @@ class AtomConfig(StageConfig):
     bead_centre: str = _s("residue", "where each bead is rendered: residue (the electron-weighted centre "
                                      "of its residue's atoms, turning with the local backbone), atoms "
                                      "(every atom of the residue, carried the same way; use a "
-                                     "--bead-sigma near 1 Å) or backbone (at the Cα/C1' atom "
+                                     "--bead-sigma near 1 Å), groups (one point per atom group: "
+                                     "backbone and side chain, or phosphate, sugar and base; "
+                                     "carried the same way) or backbone (at the Cα/C1' atom "
                                      "itself, as the original CryoSTAR)",
                           choices=BEAD_CENTRES)
     mask_radius: float = _s(0.9375, "image-loss mask radius as a fraction of the half box",

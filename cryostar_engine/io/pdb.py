@@ -68,6 +68,7 @@ class Beads:
     atom_bead: np.ndarray | None = None          # (K,) int, the bead (residue) of each atom
     atom_offsets_A: np.ndarray | None = None     # (K, 3) Å, atom − its bead, in the reference
     atom_electrons: np.ndarray | None = None     # (K,) float64, atomic number of each atom
+    model_atom_names: np.ndarray | None = None   # (K,) str, PDB name of each atom ("N", "CB", "O5'")
     notes: list = field(default_factory=list)    # one line each: what the reader chose (altlocs, …)
 
     def __len__(self) -> int:
@@ -169,7 +170,8 @@ def read_beads(path) -> Beads:
             xyz = np.array([a.get_coord() for a in atoms.values()], np.float64)
             centre = (z_atoms[:, None] * xyz).sum(0) / max(z_atoms.sum(), 1e-9)
             rows.append((bead.get_coord(), z_atoms.sum(), chain.get_id(), resseq, icode.strip(),
-                         name, is_nt, centre - bead.get_coord(), xyz - bead.get_coord(), z_atoms))
+                         name, is_nt, centre - bead.get_coord(), xyz - bead.get_coord(), z_atoms,
+                         [a.get_id().replace("*", "'") for a in atoms.values()]))
     if not rows:
         found = ", ".join(f"{n}×{k}" for k, n in dropped.most_common(5)) or "no residues"
         raise InputError(f"{path}: no protein or nucleic-acid residues found ({found}); "
@@ -177,7 +179,7 @@ def read_beads(path) -> Beads:
     if len(rows) < 2:
         raise InputError(f"{path}: the model has only {len(rows)} residue; a model of at least 2 "
                          "residues (the structure docked into the consensus map) is needed")
-    coords, amps, chains, resids, icodes, names, is_nt, centres, atom_xyz, atom_z = zip(*rows)
+    coords, amps, chains, resids, icodes, names, is_nt, centres, atom_xyz, atom_z, atom_names = zip(*rows)
     atom_bead = np.repeat(np.arange(len(rows)), [len(a) for a in atom_z])
     return Beads(coords_A=np.asarray(coords, np.float64), amplitudes=np.asarray(amps, np.float64),
                  chain_ids=np.asarray(chains), res_ids=np.asarray(resids, np.int64),
@@ -185,7 +187,8 @@ def read_beads(path) -> Beads:
                  is_nucleotide=np.asarray(is_nt, bool), dropped=dict(dropped), renamed=dict(renamed),
                  centre_offsets_A=np.asarray(centres, np.float64), atom_bead=atom_bead.astype(np.int64),
                  atom_offsets_A=np.concatenate(atom_xyz).astype(np.float64),
-                 atom_electrons=np.concatenate(atom_z).astype(np.float64), notes=notes)
+                 atom_electrons=np.concatenate(atom_z).astype(np.float64),
+                 model_atom_names=np.asarray([n for names_ in atom_names for n in names_]), notes=notes)
 
 
 def _resseq(res_id) -> int:

@@ -396,13 +396,16 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             return []
         man = self._readRunManifest() or {}
         cfg = self._readRunConfig()
-        where = ("its residue's electron-weighted centre" if cfg.get("bead_centre") == "residue"
-                 else "its Cα/C1′ atom")
+        rendered = {
+            "residue": "each rendered as a Gaussian at its residue's electron-weighted centre",
+            "atoms": "each carrying its residue's atoms, rendered as one Gaussian per atom",
+            "groups": ("each carrying its residue's atom groups (backbone and side chain; "
+                       "phosphate, sugar and base), rendered as one Gaussian per group"),
+        }.get(cfg.get("bead_centre"), "each rendered as a Gaussian at its Cα/C1′ atom")
         return [
             f"Conformational heterogeneity was analysed with CryoSTAR [Li2024cryostar] in "
             f"Scipion (scipion-em-cryostar). The reference model was coarse-grained to "
-            f"{man.get('beads', '?')} beads, one per residue, each rendered as a Gaussian at "
-            f"{where}. The {self.Particles.getSize()} particles were Fourier-cropped to "
+            f"{man.get('beads', '?')} beads, one per residue, {rendered}. The {self.Particles.getSize()} particles were Fourier-cropped to "
             f"{man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px) and compared with "
             f"the projections after a low-pass at {cfg.get('low_pass_A', 0):g} Å. A variational "
             f"auto-encoder with a {man.get('zdim', cfg.get('zdim', '?'))}-dimensional latent "
