@@ -1,5 +1,6 @@
 """Beads rendered at their residues' electron-weighted centres (cryostar_engine.atom.centres)."""
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -200,3 +201,19 @@ def test_groups_mode_points_are_the_electron_weighted_group_centres():
         return 1 - float((a * b).sum() / (a.norm() * b.norm()))
     truth = image("atoms", 1.0)
     assert misfit(image("groups", 1.3), truth) < 0.2 * misfit(image("residue", 2.0), truth)
+
+
+def test_groups_mode_on_nucleotides():
+    """A nucleotide gets three points (phosphate, sugar, base; two at a 5′ end without a
+    phosphate), an amino acid two (one for glycine), all amplitudes kept."""
+    from cryostar_engine.atom.centres import atom_groups, scatterers
+    ref = Path(__file__).parent / "data" / "protein_rna" / "ref_frame048.pdb"
+    beads = read_beads(ref)
+    groups = scatterers("groups", beads, build_graph(beads).continuity)
+    per_bead = np.bincount(groups.point_bead.numpy(), minlength=len(beads))
+    nt = beads.is_nucleotide
+    assert nt.any() and set(per_bead[nt]) <= {2, 3} and (per_bead[nt] == 3).mean() > 0.9
+    assert set(per_bead[~nt]) <= {1, 2}
+    names = beads.model_atom_names[atom_groups(beads) == 2]
+    assert {"N1", "C2"} <= set(names) and "P" not in set(names)          # base atoms, no phosphate
+    assert float(groups.amplitudes.sum()) == pytest.approx(beads.amplitudes.sum())

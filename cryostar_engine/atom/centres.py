@@ -126,7 +126,8 @@ def group_scatterers(beads: Beads, continuity: np.ndarray) -> ResidueCentres | N
     electrons = np.bincount(inverse, weights=beads.atom_electrons, minlength=len(points))
     weighted = np.stack([np.bincount(inverse, weights=beads.atom_electrons * beads.atom_offsets_A[:, k],
                                      minlength=len(points)) for k in range(3)], 1)
-    return _carried_points(beads, continuity, points // 4, weighted / electrons[:, None], electrons)
+    centres = weighted / np.maximum(electrons, 1e-9)[:, None]                  # (an unknown element: Z 0)
+    return _carried_points(beads, continuity, points // 4, centres, electrons)
 
 
 def _carried_points(beads: Beads, continuity: np.ndarray, owner: np.ndarray, offsets_A: np.ndarray,
