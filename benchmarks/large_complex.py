@@ -34,11 +34,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from metrics import (bead_kinds, format_table, latent_figures, pc_correlations,  # noqa: E402
                      rmsd_by_group)
+from motion_pca import rhos  # noqa: E402
 from peer_common import load_bench_data, load_average, truth_and_reference_ca  # noqa: E402
 
 from cryostar_engine.analysis.pca import fit_structure_pca  # noqa: E402
@@ -82,8 +82,7 @@ def score(data: Path, run: Path) -> dict:
     pcs = pc_correlations(z, nuisances(bench.star, bench.frame, motion["reference_frame"]),
                           frame=bench.frame)
     structure = fit_structure_pca(z, decode)       # the PCA that `analyze` shows (Å of structure)
-    structure_rho = [round(abs(float(spearmanr(structure.scores[:, i], bench.frame)[0])), 3)
-                     for i in range(min(3, structure.scores.shape[1]))]
+    structure_rho = rhos(structure.scores, bench.frame, k=3)
     return {"data": str(data), "run": str(run), "n_particles": int(len(z)),
             "n_beads": int(len(beads)), "n_nucleotides": int(beads.is_nucleotide.sum()),
             "n_chains": int(len(set(beads.chain_ids))),

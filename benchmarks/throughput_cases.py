@@ -275,15 +275,13 @@ class Stage1Case:
                 "en_groups": len(np.unique(self.graph.en_group))}
 
     def estimate_bytes(self) -> int:
-        """The trainer's memory estimate of one step (:func:`estimate_step_bytes`) plus this
+        """The trainer's memory estimate of one step (:func:`estimate_forward_step_bytes`) plus this
         case's particle pool resident on the device: what ``max_memory_allocated`` should see."""
-        from cryostar_engine.atom.memory import estimate_step_bytes
+        from cryostar_engine.atom.memory import estimate_forward_step_bytes
         n_params = sum(p.numel() for p in self.setup.net.parameters())
         pool = self.pool.images.numel() * self.pool.images.element_size()
-        forward = self.setup.forward
-        return estimate_step_bytes(self.batch_size, self.forward_box, len(self.beads),
-                                   len(self.setup.restraints.pairs), n_params, n_points=forward.n_points,
-                                   window=forward.splat_window) + pool
+        return estimate_forward_step_bytes(self.setup.forward, self.batch_size, len(self.beads),
+                                           len(self.setup.restraints.pairs), n_params) + pool
 
     def use_per_chain_relaxation(self, per_chain: bool) -> None:
         """Time the step with the elastic network's relaxation as the per-chain Python loop it

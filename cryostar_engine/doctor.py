@@ -82,7 +82,7 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     from .atom.centres import residue_centres
     from .atom.forward import AtomForwardModel
     from .atom.graph import build_graph
-    from .atom.memory import estimate_step_bytes
+    from .atom.memory import estimate_forward_step_bytes
     from .atom.networks import AtomVAE
     from .atom.step import AtomStepSetup, LossSettings, restraint_tensors, train_step
     from .data.particles import Batch
@@ -123,9 +123,8 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     if device.type == "cuda":
         peak, measured = torch.cuda.max_memory_allocated(device), True
     else:
-        peak = estimate_step_bytes(batch, box, len(beads), len(restraints.pairs),
-                                   sum(p.numel() for p in model.parameters()),
-                                   n_points=forward.n_points, window=forward.splat_window)
+        peak = estimate_forward_step_bytes(forward, batch, len(beads), len(restraints.pairs),
+                                           sum(p.numel() for p in model.parameters()))
         measured = False
     return {"seconds_per_step": float(np.median(times[1:])), "peak_GiB": peak / 2**30,
             "measured_memory": measured}

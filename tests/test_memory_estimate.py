@@ -17,7 +17,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 
 from benchmarks.throughput_cases import Stage1Case
-from cryostar_engine.atom.memory import estimate_step_bytes
+from cryostar_engine.atom.memory import estimate_forward_step_bytes
 
 
 class PeakTensorBytes(TorchDispatchMode):
@@ -59,10 +59,8 @@ def measured_step_bytes(case: Stage1Case) -> int:
 
 def estimate(case: Stage1Case) -> int:
     n_params = sum(p.numel() for p in case.setup.net.parameters())
-    forward = case.setup.forward
-    return estimate_step_bytes(case.batch_size, case.forward_box, len(case.beads),
-                               len(case.setup.restraints.pairs), n_params, n_points=forward.n_points,
-                               window=forward.splat_window)
+    return estimate_forward_step_bytes(case.setup.forward, case.batch_size, len(case.beads),
+                                       len(case.setup.restraints.pairs), n_params)
 
 
 CASES = [  # box, beads, batch, model

@@ -5,7 +5,7 @@ import torch
 
 from ..errors import InputError
 
-__all__ = ["estimate_step_bytes", "check_gpu_memory"]
+__all__ = ["estimate_step_bytes", "estimate_forward_step_bytes", "check_gpu_memory"]
 
 
 def estimate_step_bytes(batch: int, box: int, n_beads: int, n_pairs: int, n_params: int,
@@ -36,6 +36,14 @@ def estimate_step_bytes(batch: int, box: int, n_beads: int, n_pairs: int, n_para
     per_image = 4 * (points * per_point + 12 * box * box + 6 * n_pairs + 12 * n_beads * 3)
     return int(12 * n_params + max(4 * n_params + batch * per_image, 8 * n_params))
 
+
+
+def estimate_forward_step_bytes(forward, batch: int, n_beads: int, n_pairs: int, n_params: int) -> int:
+    """:func:`estimate_step_bytes` for the rendering of ``forward`` (an
+    :class:`~cryostar_engine.atom.forward.AtomForwardModel`: its working box, rendered points and
+    splatting window)."""
+    return estimate_step_bytes(batch, forward.box, n_beads, n_pairs, n_params,
+                               n_points=forward.n_points, window=forward.splat_window)
 
 def check_gpu_memory(estimate: int, device: torch.device, batch: int, box: int) -> str:
     """Refuse a step that cannot fit in the GPU's free memory, saying what to change; return a

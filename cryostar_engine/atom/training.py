@@ -32,7 +32,7 @@ from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from ..lowpass import BandSchedule
 from .inputs import AtomInputs, check_signal_overlap, load_atom_inputs, signal_overlap
-from .memory import check_gpu_memory, estimate_step_bytes
+from .memory import check_gpu_memory, estimate_forward_step_bytes
 from .networks import AtomVAE
 from .reference_init import fit_reference
 from ..data.prefetch import BatchPrefetcher
@@ -128,9 +128,8 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     with torch.no_grad():
         t = forward.encoder_image(ds.batch(rows, device)) * forward.mask
         scale = float(t.flatten(1).std(1).mean().clamp_min(1e-12))
-    estimate = estimate_step_bytes(cfg.batch, ds.box, len(beads), len(restraints.pairs),
-                                   sum(t.numel() for t in model.parameters()),
-                                   n_points=forward.n_points, window=forward.splat_window)
+    estimate = estimate_forward_step_bytes(forward, cfg.batch, len(beads), len(restraints.pairs),
+                                           sum(t.numel() for t in model.parameters()))
     memory_note = check_gpu_memory(estimate, device, cfg.batch, ds.box)
     amp = _amp_dtype(device, cfg.precision)
     setup = AtomStepSetup(model, optimizer, forward, restraints, LossSettings.from_config(cfg), scale,
