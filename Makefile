@@ -17,8 +17,12 @@ $(STAMP): setup.py
 	$(PIP) install -q -e ".[test]"
 	touch $(STAMP)
 
+# pytest-xdist workers, one per core (at most 4): conftest.py gives each worker its own cores
+# and its own throw-away Scipion folder; a file's tests stay in one worker (they share fixtures).
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+
 test: $(STAMP)
-	$(PY) -m pytest -q tests cryostar_plugin/tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile tests cryostar_plugin/tests
 
 # The Scipion GUI on a virtual display (needs Xvfb; screenshots in test-artifacts/gui/).
 test-gui: $(STAMP)

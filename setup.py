@@ -33,7 +33,7 @@ setup(
         "scipion-em",
         "scipion-em-relion",
     ],
-    extras_require={"umap": ["umap-learn"], "test": ["pytest"]},
+    extras_require={"umap": ["umap-learn"], "test": ["pytest", "pytest-xdist"]},
     entry_points={
         "console_scripts": ["cryostar-engine = cryostar_engine.cli:main"],
         "pyworkflow.plugin": ["cryostar_plugin = cryostar_plugin"],

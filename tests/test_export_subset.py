@@ -169,6 +169,37 @@ def test_pc_range_selection_uses_the_runs_pc_scores(tmp_path):
     assert out2.read_text() == out.read_text()
 
 
+def test_analysis_option_selects_on_that_analysis_scores(tmp_path):
+    """--analysis DIR selects on the scores that analysis wrote (what its viewer shows), not on
+    the run's own analysis: here a re-analysis of other latents gives another subset."""
+    run = tmp_path / "run"
+    run.mkdir()
+    rng = np.random.default_rng(5)
+    z = (rng.normal(size=(N, 4)) * [3, 1, 1, 1]).astype(np.float32)
+    np.save(run / "z.npy", z)
+    run_analysis(z, run / "analysis", AnalysisConfig(k=3, n_pcs=1), z_source=run / "z.npy")
+    z2 = z[rng.permutation(N)]
+    other = tmp_path / "reanalysis"
+    np.save(tmp_path / "z2.npy", z2)
+    run_analysis(z2, other, AnalysisConfig(k=3, n_pcs=2), z_source=tmp_path / "z2.npy")
+    scores = np.load(other / "pc_scores.npy")
+    lo, hi = np.percentile(scores[:, 1], [20, 70])
+    out_run, out_other = tmp_path / "run.star", tmp_path / "other.star"
+    run_cmd(["--particles", STAR, "--pc", 1, "--range", lo, hi, "--run", run, "--out", out_run])
+    run_cmd(["--particles", STAR, "--pc", 2, "--range", lo, hi, "--analysis", other,
+             "--out", out_other])
+    rows = np.flatnonzero((scores[:, 1] >= lo) & (scores[:, 1] <= hi))
+    got = read_blocks(out_other)["particles"]["rlnImageName"].str.partition("@")[0].astype(int)
+    assert got.tolist() == (rows + 1).tolist()
+    assert out_run.read_text() != out_other.read_text()
+    with pytest.raises(InputError, match="holds no PC scores"):
+        run_cmd(["--particles", STAR, "--pc", 1, "--range", lo, hi, "--analysis", run,
+                 "--out", tmp_path / "none.star"])
+    with pytest.raises(InputError, match="leave out --run"):
+        run_cmd(["--particles", STAR, "--pc", 1, "--range", lo, hi, "--analysis", other,
+                 "--run", run, "--out", tmp_path / "none.star"])
+
+
 def test_per_cluster_files_partition_the_particles(tmp_path, labels_file):
     lab_path, labels = labels_file
     out = tmp_path / "per" / "state.star"

@@ -18,7 +18,8 @@ from ..validate import load_latent_file
 from .pca import check_latent
 from .report import read_manifest
 
-__all__ = ["run_latent_path", "analysis_dir", "load_latent", "load_pc_scores", "RunInfo", "run_info"]
+__all__ = ["run_latent_path", "analysis_dir", "load_latent", "load_pc_scores", "load_analysis_scores",
+           "RunInfo", "run_info"]
 
 Z_NAME = "z.npy"
 ANALYSIS = "analysis"
@@ -81,12 +82,25 @@ def load_pc_scores(run_dir=None, z_path=None, decode=None) -> tuple[np.ndarray, 
 
     zp = run_latent_path(run_dir, z_path)
     if run_dir is not None:
-        folder = analysis_dir(run_dir)
-        man = read_manifest(folder)
+        man = read_manifest(analysis_dir(run_dir))
         if man and man.get("z", {}).get("source") == str(zp.resolve()):
-            scores_file = folder / man["pca"]["scores"]
-            if scores_file.is_file():
-                return np.load(scores_file).astype(np.float64), str(scores_file)
+            try:
+                return load_analysis_scores(analysis_dir(run_dir))
+            except InputError:
+                pass
     if decode is not None:
         return fit_structure_pca(load_latent(zp), decode).scores, f"PCA of the structures of {zp}"
     return fit_pca(load_latent(zp)).scores, f"PCA of {zp}"
+
+
+def load_analysis_scores(folder) -> tuple[np.ndarray, str]:
+    """The PC scores ``(N, C)`` an ``analyze`` output folder wrote (the axes of its figures,
+    float64) and their file; :class:`InputError` when the folder holds none."""
+    folder = Path(folder)
+    man = read_manifest(folder) or {}
+    name = (man.get("pca") or {}).get("scores")
+    scores_file = folder / name if isinstance(name, str) and name else None
+    if scores_file is None or not scores_file.is_file():
+        raise InputError(f"{folder}: holds no PC scores of an analysis (run analyze first, or "
+                         "pass --run)")
+    return np.load(scores_file).astype(np.float64), str(scores_file)

@@ -5,7 +5,8 @@ original order: every column, the optics table and the RELION version (3.0 stays
 so the subset re-refines at the original box and pixel size.  Select by k-means state
 (--labels RUN/analysis/labels.npy --keep 2,5 or 7-9), by a list of 0-based particle rows or a
 boolean mask (--indices idx.npy | idx.txt), or by a range of PC scores (--pc 1 --range LO HI
---run RUN, in the units of the analysis figures' axes).  --invert takes the complement;
+--run RUN, or --analysis DIR for the scores of one analyze output, in the units of the
+analysis figures' axes).  --invert takes the complement;
 --per-cluster writes one file per state, OUT_STEM_clusterNN.star.
 
 A cryoSPARC .cs input gives a .cs subset instead (--out *.cs): the selected rows of the
@@ -28,8 +29,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..analysis import (IMAGE_PATH_MODES, load_indices, load_labels, load_pc_scores,
-                        parse_cluster_list, read_manifest, read_star_rows, select_clusters,
+from ..analysis import (IMAGE_PATH_MODES, load_analysis_scores, load_indices, load_labels,
+                        load_pc_scores, parse_cluster_list, read_manifest, read_star_rows, select_clusters,
                         select_pc_range, write_star_subsets)
 from ..atom.run_decoder import run_decoder
 from ..errors import InputError
@@ -52,6 +53,9 @@ def add_args(p):
                      help="inclusive PC score range (with --pc)")
     sel.add_argument("--run", help="training run whose z.npy gives the PC scores (with --pc)")
     sel.add_argument("--z", help="latents instead of RUN/z.npy (with --pc)")
+    sel.add_argument("--analysis", help="an analyze output folder: select on the PC scores it "
+                                        "wrote, the axes of its figures (with --pc; instead of "
+                                        "--run/--z)")
     p.add_argument("--invert", action="store_true", help="keep the particles NOT selected")
     p.add_argument("--image-paths", choices=IMAGE_PATH_MODES, default="auto",
                    help="rlnImageName rewriting (default auto: absolute when the folder changes)")
@@ -86,10 +90,15 @@ def _selection(args, n: int) -> dict:
         raise InputError("--keep and --per-cluster go with --labels")
     if args.indices:
         return {out: load_indices(args.indices, n)}
-    if args.range is None or (args.run is None and args.z is None):
-        raise InputError("--pc needs --range LO HI and --run RUN (or --z z.npy)")
-    folder = Path(args.run) if args.run else Path(args.z).parent
-    scores, _ = load_pc_scores(args.run, args.z, decode=run_decoder(folder))
+    if args.range is None or (args.run is None and args.z is None and args.analysis is None):
+        raise InputError("--pc needs --range LO HI and --run RUN (or --z z.npy, or --analysis DIR)")
+    if args.analysis is not None:
+        if args.run is not None or args.z is not None:
+            raise InputError("--analysis gives the PC scores: leave out --run and --z")
+        scores, _ = load_analysis_scores(args.analysis)
+    else:
+        folder = Path(args.run) if args.run else Path(args.z).parent
+        scores, _ = load_pc_scores(args.run, args.z, decode=run_decoder(folder))
     if len(scores) != n:
         raise InputError(f"the latents have {len(scores)} rows but {args.particles} has {n} "
                          "particles; use the star file the run was trained on")

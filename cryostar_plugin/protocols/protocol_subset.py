@@ -108,8 +108,9 @@ class ProtCryoStarSubset(ProtCryoStarBase, ProtProcessParticles):
             else:
                 args += ["--keep", ",".join(map(str, clusters))]
         else:
+            # the scores of the analysis chosen, the axes its viewer shows
             args += ["--pc", self.pcIndex.get(), "--range", self.pcLow.get(), self.pcHigh.get(),
-                     "--run", train.getRunDir()]
+                     "--analysis", self.getAnalysisDir()]
         if self.doInvert and not self._isPerCluster():
             args.append("--invert")
         self.runEngine("export-subset", args)
