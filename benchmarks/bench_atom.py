@@ -41,16 +41,25 @@ def main(argv=None):
     p.add_argument("--threads", type=int, default=None)
     p.add_argument("--lr", type=float, default=None)
     p.add_argument("--batch", type=int, default=64)
-    p.add_argument("--low-pass", type=float, default=6.0)
+    p.add_argument("--low-pass", type=float, default=None,
+                   help="final low-pass, Å (default: the engine's, auto from --map)")
+    p.add_argument("--map", default=None,
+                   help="consensus map inside --data (default: the set's consensus_*.mrc; "
+                        "'none' for no map)")
     p.add_argument("--epochs", type=float, default=None,
                    help="training length (default: the engine's; --minutes still stops it)")
     p.add_argument("--extra", default="{}", help="JSON dict of further AtomConfig fields")
     args = p.parse_args(argv)
     data = Path(args.data)
+    maps = sorted(data.glob("consensus_*.mrc"))
+    map_path = (None if args.map == "none" else data / args.map if args.map
+                else maps[0] if maps else None)
     settings = dict(particles=str(data / "particles.star"), model=str(data / args.ref), out=args.out,
-                    epochs=args.epochs, batch=args.batch, low_pass_A=args.low_pass,
+                    map=str(map_path) if map_path else None, epochs=args.epochs, batch=args.batch,
                     max_minutes=args.minutes, threads=args.threads, overwrite=True,
                     eval_every_epochs=1e9, **json.loads(args.extra))
+    if args.low_pass is not None:
+        settings["low_pass_A"] = args.low_pass
     if args.lr:
         settings["lr"] = args.lr
     cfg = AtomConfig(**settings)
@@ -70,8 +79,10 @@ def main(argv=None):
         "peak_rss_GB": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1e6, 2),
         "abs_spearman_best_pc": round(lat.rho, 3), "knn_r2": round(lat.knn_r2, 3),
         "ca_rmsd_A": round(rmsd["rmsd"], 3), "reference_ca_rmsd_A": round(rmsd["ref_rmsd"], 3),
-        "rmsd_ratio": round(rmsd["ratio"], 3), "settings": {k: v for k, v in cfg.to_json().items()
-                                                             if k in ("lr", "batch", "low_pass_A", "threads")},
+        "rmsd_ratio": round(rmsd["ratio"], 3), "map": str(map_path) if map_path else None,
+        "low_pass": manifest.get("low_pass"), "box_px": manifest.get("box_px"),
+        "settings": {k: v for k, v in cfg.to_json().items()
+                     if k in ("lr", "batch", "low_pass_A", "threads")},
     }
     print(format_table({k: v for k, v in figures.items() if k != "settings"}))
     (Path(args.out) / "bench_atom.json").write_text(json.dumps(figures, indent=2))

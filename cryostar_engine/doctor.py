@@ -78,8 +78,8 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     content).  Returns ``{"seconds_per_step", "peak_GiB", "measured_memory"}``; the memory is
     measured on a GPU and estimated on the CPU.
     """
-    from .atom.config import AtomConfig
-    from .atom.centres import residue_centres
+    from .atom.config import AtomConfig, bead_sigma
+    from .atom.centres import scatterers
     from .atom.forward import AtomForwardModel
     from .atom.graph import build_graph
     from .atom.memory import estimate_forward_step_bytes
@@ -92,9 +92,9 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
 
     cfg, device = AtomConfig(), torch.device(device)
     graph = build_graph(beads)
-    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
+    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
                                low_pass_A, cfg.mask_radius, device,
-                               centres=residue_centres(beads, graph.continuity))
+                               centres=scatterers(cfg.bead_centre, beads, graph.continuity))
     ref = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     model = AtomVAE(box, len(beads), cfg.zdim, cfg.encoder_hidden, cfg.decoder_hidden, ref).to(device)
     restraints = restraint_tensors(graph, device)

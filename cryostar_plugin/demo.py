@@ -46,7 +46,8 @@ def scipionEnvironment(out):
 def _parseArgs(argv):
     p = argparse.ArgumentParser(prog="python -m cryostar_plugin.demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="demo_output", help="folder for the project (default demo_output)")
-    p.add_argument("--epochs", type=float, default=160, help="atom-generator epochs (default 160)")
+    p.add_argument("--epochs", type=float, default=None,
+                   help="atom-generator epochs (default: the engine's, 150,000 images here)")
     p.add_argument("--density-epochs", type=int, default=4, help="density-generator epochs (default 4)")
     p.add_argument("--density-width", type=int, default=256,
                    help="density network width (default 256; 1024 is the method's, for GPUs)")
@@ -150,13 +151,15 @@ def runDemo(args):
     _launch(project, check, "check inputs")
     # every other setting as the form offers it (= the command line's defaults: box and
     # low-pass chosen by the engine)
-    train = project.newProtocol(ProtCryoStarTrainAtom, numEpochs=args.epochs,
-                                numberOfThreads=args.threads, **gpu)
+    epochs = {} if args.epochs is None else {"numEpochs": args.epochs}
+    train = project.newProtocol(ProtCryoStarTrainAtom, numberOfThreads=args.threads, **epochs,
+                                **gpu)
     train.inputParticles.set(imp)
     train.inputParticles.setExtended("outputParticles")
     train.inputAtomStruct.set(pdb)
     train.inputAtomStruct.setExtended("outputPdb")
-    _launch(project, train, f"train atom generator ({args.epochs:g} epochs)", follow=True)
+    _launch(project, train, "train atom generator (" + (f"{args.epochs:g} epochs"
+            if args.epochs is not None else "the engine's default length") + ")", follow=True)
 
     analyze = project.newProtocol(ProtCryoStarAnalyze, numClusters=4, numPcs=2, numPoints=8)
     analyze.inputTraining.set(train)

@@ -169,15 +169,15 @@ def test_compile_auto_rule():
 
 
 def test_the_default_length_shows_small_sets_enough_images(tmp_path):
-    """Without --epochs: 20 passes, or enough to show the networks 300,000 images; the resolved
+    """Without --epochs: 20 passes, or enough to show the networks 150,000 images; the resolved
     number is the run's (config.json), and a resume without --epochs keeps it."""
     from cryostar_engine.atom import default_epochs
-    assert default_epochs(384) == 782 and default_epochs(15_000) == 20 and default_epochs(10**6) == 20
+    assert default_epochs(384) == 391 and default_epochs(15_000) == 20 and default_epochs(10**6) == 20
     out = tmp_path / "auto"
     manifest = train_atom(_config(out, epochs=None, stop_after_steps=2))
-    assert json.loads((out / "config.json").read_text())["epochs"] == 782
+    assert json.loads((out / "config.json").read_text())["epochs"] == 391
     assert manifest["status"] == "stopped"
-    assert "9384 steps of 32 images" in (out / "run.log").read_text()      # ceil(782 × 384 / 32)
+    assert "4692 steps of 32 images" in (out / "run.log").read_text()      # ceil(391 × 384 / 32)
     train_atom(AtomConfig(out=str(out), resume=True, stop_after_steps=3))
-    assert json.loads((out / "config.json").read_text())["epochs"] == 782
-    assert "resuming at step 2 (64 images seen) of 9384" in (out / "run.log").read_text()
+    assert json.loads((out / "config.json").read_text())["epochs"] == 391
+    assert "resuming at step 2 (64 images seen) of 4692" in (out / "run.log").read_text()

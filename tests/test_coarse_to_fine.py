@@ -62,7 +62,7 @@ def _config(out, **kw):
     base = dict(particles=str(ADK_STAR), model=str(ADK_REF), out=str(out), epochs=2, lr=1e-3,
                 box=32, low_pass_A=FINAL_A, low_pass_start_A=START_A, band_hold_images=HOLD,
                 band_ramp_images=RAMP, seed=2, threads=1, checkpoint_every=3, compile="off",
-                eval_every_epochs=100)
+                eval_every_epochs=100, encoder_band="start")
     base.update(kw)
     return AtomConfig(**base)
 
@@ -110,3 +110,18 @@ def test_resume_mid_schedule_continues_at_the_same_band(runs):
     assert resumed == [(STOP_AT, images, pytest.approx(s.at(images), abs=0.01))]
     np.testing.assert_allclose(np.load(root / "stopped" / "z.npy"), np.load(root / "whole" / "z.npy"),
                                atol=1e-5)
+
+
+def test_default_schedule_is_a_fraction_of_the_run(tmp_path):
+    """Without --band-hold-images / --band-ramp-images the band holds for a fifth of the run's
+    images and widens over the next two fifths; config.json records the numbers, so a resumed
+    or longer run keeps them."""
+    from cryostar_engine.atom.config import BAND_HOLD_FRACTION, BAND_RAMP_FRACTION
+    out = tmp_path / "fractions"
+    train_atom(_config(out, epochs=5, band_hold_images=None, band_ramp_images=None,
+                       stop_after_steps=1))
+    total = 30 * 64                                      # ceil(5 × 384 / 64) steps of 64
+    config = json.loads((out / "config.json").read_text())
+    assert (config["band_hold_images"], config["band_ramp_images"]) == (
+        round(BAND_HOLD_FRACTION * total), round(BAND_RAMP_FRACTION * total)) == (384, 768)
+    assert AtomConfig().band_hold_images is None and AtomConfig().encoder_band == "final"

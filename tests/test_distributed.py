@@ -6,8 +6,10 @@ Why they agree: both runs see the same rows and the same reparameterisation nois
 rows), gradients are averaged over the ranks, the elastic-network relaxation uses the variance
 over the gathered global batch, and the clash term's mean is over the global batch's clashing
 pairs (a per-rank mean made this run differ by 0.02 in z once clashes appeared).  The only
-difference left is float32 summation order (~1e-7 per step).  Measured: max |Δz| ≈ 1e-7 after
-36 steps; tolerance 1e-4.
+difference left is float32 summation order (~1e-7 per step), and the band schedule (coarse to
+fine, the default) is a function of images seen, logged identically by both.  Measured: max
+|Δz| 7.5e-7 after 36 steps at a fixed band, 1.3e-4 while the band widens (its moving edge
+amplifies the rounding); tolerance 1e-3.
 """
 import subprocess
 import sys
@@ -43,7 +45,10 @@ def test_two_processes_equal_one_process_with_the_same_global_batch(tmp_path):
     torchrun("train-atom", "--out", str(double), "--resume")
     a, b = np.load(single / "z.npy"), np.load(double / "z.npy")
     assert a.shape == b.shape == (384, 8)
-    np.testing.assert_allclose(b, a, atol=1e-4)
+    np.testing.assert_allclose(b, a, atol=1e-3)
+    bands = [[line.split(" INFO ")[1] for line in (run / "run.log").read_text().splitlines()
+              if "loss band" in line] for run in (single, double)]
+    assert len(bands[0]) > 3 and set(bands[0]) <= set(bands[1])   # the resume logs its band too
     assert not (tmp_path / "ddp" / "run.log").read_text().count("Traceback")
 
 

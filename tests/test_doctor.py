@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from cryostar_engine.atom.config import AtomConfig
-from cryostar_engine.atom.inputs import default_box
+from cryostar_engine.atom.inputs import load_atom_inputs
 from cryostar_engine.cli import main as cli_main
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -55,7 +55,10 @@ def test_planned_run_estimate_for_the_bundled_data(capsys):
                      "--batch", "16"]) == 0
     plan = json.loads(capsys.readouterr().out)["plan"]
     assert plan["particles"] == 384 and plan["beads"] == 214 and plan["batch"] == 16
-    train_atom_box = default_box(48, 2.0, AtomConfig().low_pass_A)    # train-atom without --box
+    # what train-atom without --box and --low-pass trains at on these inputs
+    train_atom_box = load_atom_inputs(AtomConfig(
+        particles=str(SIM / "particles.star"), model=str(MODEL),
+        map=str(SIM / "ideal_map_frame048.mrc"), out="unused")).dataset.box
     assert plan["box_px"] == train_atom_box and plan["steps_per_epoch"] == 24
     assert 0 < plan["seconds_per_epoch"] < math.inf
     assert plan["seconds_per_epoch"] == pytest.approx(24 * plan["seconds_per_step"])

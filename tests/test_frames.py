@@ -39,12 +39,12 @@ def test_centred_map_gives_no_shift_and_the_low_pass(capsys):
     assert np.abs(f["centre_A"]).max() < 1.0
     assert set(r["low_pass"]) == {"fsc05_A", "floor_A", "suggested_A"}
     assert r["low_pass"]["suggested_A"] == 5.0
-    # train-atom's defaults, not the suggestion: 10 Å, so a 24-px box (what a run without --box
-    # and --low-pass trains at; inspect-model said 48 when it used the suggestion instead)
-    assert (r["default_low_pass_A"], r["default_box"]) == (10.0, 24)
+    # train-atom's defaults: its final band is the suggestion (auto), so the full 48-px box (what
+    # a run without --box and --low-pass trains at)
+    assert (r["default_low_pass_A"], r["default_box"]) == (5.0, 48)
     inputs = load_atom_inputs(AtomConfig(particles=str(ADK_STAR), model=str(ADK_REF),
                                          map=str(ADK_MAP), out="unused"))
-    assert (inputs.low_pass_A, inputs.dataset.box) == (10.0, 24)
+    assert (inputs.low_pass_A, inputs.dataset.box) == (5.0, 48)
 
 
 def test_corner_origin_map_is_followed_and_its_frame_overlays_it(capsys, corner):
@@ -136,4 +136,4 @@ def test_inspect_model_text_names_the_error_and_the_low_pass(capsys, corner):
                 "--apix", "2", "--train-box", "24"]) == 0
     out = capsys.readouterr().out
     assert "Low-pass  suggested 10.0 Å" in out and "ERROR" not in out
-    assert "Box       24 px by default (at train-atom's default low-pass, 10 Å)" in out
+    assert "Box       48 px by default (at train-atom's default low-pass, 5 Å)" in out

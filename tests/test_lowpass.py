@@ -48,12 +48,13 @@ def test_auto_low_pass_is_the_number_check_inputs_reports(report, tmp_path):
     assert inputs.dataset.box == default_box(48, 2.0, inputs.low_pass_A) == 48
 
 
-def test_the_default_is_10_A_and_auto_is_asked_for_by_name(tmp_path, capsys):
-    """10 Å trained on every seed measured on the bundled set; 'auto' (5 Å here) failed to start
-    on one of two seeds at 160 epochs (docs/settings.rst)."""
+def test_the_default_is_auto_and_a_word_or_a_number_is_accepted(tmp_path, capsys):
+    """The default final band is the suggestion (coarse-to-fine from 10 Å reaches it); 'auto'
+    asks for it by name; a number is kept."""
     from cryostar_engine.cli import build_parser
+    assert AtomConfig.low_pass_A is None and AtomConfig.low_pass_start_A == 10.0
     inputs = _inputs(tmp_path, low_pass_A=AtomConfig.low_pass_A)
-    assert (inputs.low_pass_A, inputs.low_pass_source) == (10.0, "default")
+    assert inputs.low_pass_A == 5.0 and inputs.low_pass_source.startswith("auto: FSC(model,map)")
     args = build_parser().parse_args(["train-atom", "--low-pass", "auto"])
     assert args.low_pass_A == "auto"
     assert build_parser().parse_args(["train-atom", "--low-pass", "7.5"]).low_pass_A == 7.5
@@ -85,10 +86,10 @@ def test_floor_follows_the_training_box():
     assert s.floor_A == pytest.approx(10.0) and s.suggested_A == 10.0 and s.check_apix_A == 2.0
 
 
-def test_without_a_map_auto_is_10_A_and_a_set_value_is_kept(tmp_path):
+def test_without_a_map_auto_is_6_A_and_a_set_value_is_kept(tmp_path):
     no_map = _inputs(tmp_path, map=None)
-    assert (no_map.low_pass_A, no_map.low_pass_source) == (10.0, "auto: no map, 10 Å")
-    assert no_map.dataset.box == default_box(48, 2.0, 10.0) == 24
+    assert (no_map.low_pass_A, no_map.low_pass_source) == (6.0, "auto: no map, 6 Å")
+    assert no_map.dataset.box == default_box(48, 2.0, 6.0) == 40
     kept = _inputs(tmp_path, low_pass_A=7.0)
     assert (kept.low_pass_A, kept.low_pass_source) == (7.0, "set")
     assert np.isclose(kept.dataset.apix, 2.0 * 48 / default_box(48, 2.0, 7.0))

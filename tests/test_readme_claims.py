@@ -16,6 +16,7 @@ from cryostar_engine.atom.config import AtomConfig
 from cryostar_engine.atom.inputs import default_box
 from cryostar_engine.cli import COMMANDS, build_parser
 from cryostar_engine.io import read_particles
+from cryostar_engine.lowpass import NO_MAP_LOW_PASS_A
 
 from conftest import ADK_STAR, REPO
 
@@ -58,20 +59,30 @@ def test_readme_is_short():
     assert n <= MAX_LINES, f"README.rst has {n} lines; move detail to docs/ (≤ {MAX_LINES})"
 
 
+def _bundled_default_run():
+    """What train-atom without --box and --low-pass resolves on the bundled set (with its map)."""
+    from cryostar_engine.atom.inputs import load_atom_inputs
+    from conftest import ADK_MAP, ADK_REF
+    return load_atom_inputs(AtomConfig(particles=str(ADK_STAR), model=str(ADK_REF),
+                                       map=str(ADK_MAP), out="unused"))
+
+
 def test_default_low_pass_in_readme_is_the_engines():
     text = readme()
-    default = AtomConfig().low_pass_A
-    quick = re.search(r"Defaults: low-pass (\d+(?:\.\d+)?) Å", text)
-    doctor = re.search(r"low-pass (\d+(?:\.\d+)?) Å\s+\(train-atom's default\)", text)
-    assert quick and doctor, "README no longer states the default low-pass"
-    assert float(quick.group(1)) == default, (quick.group(0), default)
-    assert float(doctor.group(1)) == default, (doctor.group(0), default)
+    inputs = _bundled_default_run()
+    start = re.search(r"the loss band widens from (\d+) Å to the final low-pass", text)
+    quick = re.search(r"at least 2\.5 pixels: (\d+(?:\.\d+)?) Å here; (\d+) Å without", text)
+    doctor = re.search(r"low-pass (\d+(?:\.\d+)?) Å\s+\(auto", text)
+    assert start and quick and doctor, "README no longer states the default low-pass"
+    assert float(start.group(1)) == AtomConfig().low_pass_start_A, start.group(0)
+    assert float(quick.group(1)) == inputs.low_pass_A, (quick.group(0), inputs.low_pass_A)
+    assert float(quick.group(2)) == NO_MAP_LOW_PASS_A, quick.group(0)
+    assert float(doctor.group(1)) == inputs.low_pass_A, (doctor.group(0), inputs.low_pass_A)
 
 
 def test_default_box_in_readme_is_the_engines():
     text = readme()
-    meta = read_particles(ADK_STAR)
-    box = default_box(meta.box, meta.apix, AtomConfig().low_pass_A)
+    box = _bundled_default_run().dataset.box
     quick = re.search(r"\((\d+) px here\)", text)
     doctor = re.search(r"Box\s+(\d+) px \(default for the low-pass\)", text)
     assert quick and doctor, "README no longer states the bundled set's default box"
@@ -89,11 +100,12 @@ def test_box_rule_in_readme_is_the_engines():
     assert inspect.signature(default_box).parameters["oversampling"].default == factor
     assert default_box(1000, 1.0, 1000.0) == floor                 # coarse low-pass: the floor
     assert default_box(1000, 1.0, 25.0) == 100                    # 2·1.25·1000/25 = 100 px
-    assert default_box(1000, 1.0, 2500 / 101) == 102              # 101 px → the next even box
+    assert default_box(1000, 1.0, 2500 / 101) == 108              # 101 px → 102 = 2·3·17 → 108
+    assert "prime factors ≤ 7" in readme()
     assert default_box(40, 1.0, 1.0) == 40                         # never above the particles'
     # Nyquist of the chosen box (in 1/Å) reaches factor × the low-pass frequency
     meta = read_particles(ADK_STAR)
-    low_pass = AtomConfig().low_pass_A
+    low_pass = _bundled_default_run().low_pass_A
     box = default_box(meta.box, meta.apix, low_pass)
     nyquist = box / (2 * meta.box * meta.apix)
     assert nyquist >= factor / low_pass - 1e-12 and box % 2 == 0

@@ -74,7 +74,8 @@ def test_a_bead_only_model_renders_at_its_beads(adk, tmp_path):
 
 
 def _overlap(bead_centre, offsets_sign=1.0):
-    cfg = AtomConfig(particles=str(ASTIG_STAR), model=str(ADK_REF), out="unused", low_pass_A=6.0)
+    cfg = AtomConfig(particles=str(ASTIG_STAR), model=str(ADK_REF), out="unused", low_pass_A=6.0,
+                     bead_sigma_A=2.0)
     inputs = load_atom_inputs(cfg)
     ds, beads = inputs.dataset, inputs.reference.beads
     beads = dataclasses.replace(beads, centre_offsets_A=offsets_sign * beads.centre_offsets_A)

@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for_tests,
                         read_saved_config, read_settings_file, setting)
 
-__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs"]
+__all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs",
+           "band_images", "bead_sigma"]
 
 SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
@@ -31,7 +32,32 @@ ENCODER_BANDS = ("start", "final", "full")
 
 
 DEFAULT_EPOCHS = 20.0
-MIN_TRAIN_IMAGES = 300_000
+MIN_TRAIN_IMAGES = 150_000
+#: Coarse-to-fine by default: the loss holds the start band for this fraction of the run's
+#: images, then widens to the final band over the next :data:`BAND_RAMP_FRACTION`.
+BAND_HOLD_FRACTION = 0.2
+BAND_RAMP_FRACTION = 0.4
+
+
+#: The default --bead-sigma of each --bead-centre (Å): points of an atom group or atoms are
+#: narrow; one point per residue stands for the whole residue.
+BEAD_SIGMA_BY_CENTRE_A = {"groups": 1.0, "atoms": 1.0, "residue": 2.0, "backbone": 2.0}
+
+
+def bead_sigma(cfg) -> float:
+    """The bead width (Å) of a stage-1 config: ``--bead-sigma``, else the default of its
+    ``--bead-centre`` (:data:`BEAD_SIGMA_BY_CENTRE_A`)."""
+    return float(cfg.bead_sigma_A if cfg.bead_sigma_A is not None
+                 else BEAD_SIGMA_BY_CENTRE_A[cfg.bead_centre])
+
+
+def band_images(total_images: int, hold_images: int | None, ramp_images: int | None) -> tuple[int, int]:
+    """``(hold, ramp)`` images of the band schedule: the given numbers, or by default
+    :data:`BAND_HOLD_FRACTION` and :data:`BAND_RAMP_FRACTION` of the run's ``total_images``
+    (so the final band is reached with two fifths of any run left to train at it)."""
+    hold = round(BAND_HOLD_FRACTION * total_images) if hold_images is None else int(hold_images)
+    ramp = round(BAND_RAMP_FRACTION * total_images) if ramp_images is None else int(ramp_images)
+    return hold, ramp
 
 
 def default_epochs(n_particles: int) -> float:
@@ -79,22 +105,22 @@ class AtomConfig(StageConfig):
                                       "box", min=16, even=True, **_E)
     epochs: float | None = _s(None, "training length in passes over the particles",
                               default_text="20, or on smaller sets as many as it takes to show "
-                                           "the networks 300,000 images (the latent needs a few "
+                                           "the networks 150,000 images (the latent needs a few "
                                            "thousand steps)", **_POSITIVE, **_E)
     batch: int = _s(64, "images per optimisation step (global batch)", **_AT_LEAST_1, **_E)
     zdim: int = _s(8, "latent dimension", **_AT_LEAST_1, **_E)
     low_pass_A: float | None = _s(
-        10.0, "low-pass of the image loss; auto: the resolution where FSC(model, consensus "
-              "map) = 0.5, at least 2.5 px of the training box (10 Å without --map), the number "
-              "check-inputs suggests. 10 Å is the default because it trained on every seed "
-              "measured; finer low-passes can fit better but may not start (docs/settings.rst)",
-        unit="Å", words=("auto",), **_POSITIVE, **_E)
+        None, "final low-pass of the image loss (the band the training widens to from "
+              "--low-pass-start)", unit="Å", words=("auto",),
+        default_text="auto: the resolution where FSC(model, consensus map) = 0.5, at least 2.5 "
+                     "pixels of the particles (6 Å without --map), the number check-inputs "
+                     "suggests", **_POSITIVE, **_E)
     low_pass_start_A: float | None = _s(
-        None, "coarse-to-fine: the image loss starts at this low-pass and its band widens to "
-              "--low-pass (linearly in spatial frequency) over --band-ramp-images images, after "
-              "--band-hold-images at the start band; the working box is chosen for the final "
-              "band from the start", unit="Å",
-        default_text="none: the loss sees --low-pass from the start", **_POSITIVE)
+        10.0, "coarse-to-fine: the image loss starts at this low-pass, where the latent forms, "
+              "and its band widens to --low-pass (linearly in spatial frequency) over "
+              "--band-ramp-images images, after --band-hold-images at the start band; the "
+              "working box is chosen for the final band from the start. No effect when "
+              "--low-pass is not finer", unit="Å", **_POSITIVE)
     device: str = _s("auto", "where to train (cuda:N picks one GPU; auto: cuda when a GPU "
                                   "is visible, else cpu)", choices=DEVICES, **_E)
     seed: int = _s(0, "random seed", **_AT_LEAST_0, **_E)
@@ -117,24 +143,29 @@ class AtomConfig(StageConfig):
                                   "or zero (output layer at zero: no gradient reaches the encoder "
                                   "at first, so the latent starts late)", choices=DECODER_INITS)
     # coarse-to-fine band schedule (with --low-pass-start)
-    band_hold_images: int = _s(60_000, "coarse-to-fine: images trained at the start band before "
-                                       "it widens (the latent forms at low resolution)", **_AT_LEAST_0)
-    band_ramp_images: int = _s(120_000, "coarse-to-fine: images over which the band widens from "
-                                        "--low-pass-start to --low-pass", **_AT_LEAST_0)
-    encoder_band: str = _s("start", "what the encoder sees, fixed for the whole run: the particle "
+    band_hold_images: int | None = _s(None, "coarse-to-fine: images trained at the start band "
+                                              "before it widens (the latent forms at low "
+                                              "resolution)", default_text="a fifth of the run's "
+                                              "images", **_AT_LEAST_0)
+    band_ramp_images: int | None = _s(None, "coarse-to-fine: images over which the band widens "
+                                              "from --low-pass-start to --low-pass",
+                                      default_text="two fifths of the run's images", **_AT_LEAST_0)
+    encoder_band: str = _s("final", "what the encoder sees, fixed for the whole run: the particle "
                                     "low-passed at the start band (start), at the final band "
                                     "(final), or up to the working box's Nyquist (full)",
                            choices=ENCODER_BANDS)
     # forward model
-    bead_sigma_A: float = _s(2.0, "Gaussian width of each bead", unit="Å", **_POSITIVE)
-    bead_centre: str = _s("residue", "where each bead is rendered: residue (the electron-weighted centre "
-                                     "of its residue's atoms, turning with the local backbone), atoms "
-                                     "(every atom of the residue, carried the same way; use a "
-                                     "--bead-sigma near 1 Å), groups (one point per atom group: "
-                                     "backbone and side chain, or phosphate, sugar and base; "
-                                     "carried the same way) or backbone (at the Cα/C1' atom "
-                                     "itself, as the original CryoSTAR)",
-                          choices=BEAD_CENTRES)
+    bead_sigma_A: float | None = _s(None, "Gaussian width of each rendered point", unit="Å",
+                                    default_text="1 Å for groups and atoms, 2 Å for residue and "
+                                                 "backbone", **_POSITIVE)
+    bead_centre: str = _s("groups", "where each bead's density is rendered: groups (one point per "
+                                    "atom group of its residue, electron-weighted: backbone and "
+                                    "side chain, or phosphate, sugar and base; carried by the "
+                                    "residue's local backbone frame), residue (one point at the "
+                                    "electron-weighted centre of its residue's atoms, carried the "
+                                    "same way), atoms (every atom of the residue, carried the same "
+                                    "way) or backbone (at the Cα/C1' atom itself, as the original "
+                                    "CryoSTAR)", choices=BEAD_CENTRES)
     mask_radius: float = _s(0.9375, "image-loss mask radius as a fraction of the half box",
                             min=0, max=1, min_inclusive=False)
     # restraints

@@ -27,7 +27,7 @@ from ..train import (CompiledOrEager, DistContext, RowStream, RunScaffold, Skipp
                      init_distributed, list_checkpoints, lr_factor, make_optimizer, open_run,
                      read_json, resolve_device, seed_everything, shard, write_json)
 from .centres import scatterers
-from .config import AtomConfig, default_epochs, read_run_config
+from .config import AtomConfig, band_images, bead_sigma, default_epochs, read_run_config
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from ..lowpass import BandSchedule
@@ -94,8 +94,11 @@ def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
 
 
 def band_schedule(cfg: AtomConfig, final_A: float) -> BandSchedule:
-    """The run's loss-band schedule (coarse-to-fine with ``--low-pass-start``)."""
-    return BandSchedule(final_A, cfg.low_pass_start_A, cfg.band_hold_images, cfg.band_ramp_images)
+    """The run's loss-band schedule (coarse-to-fine with ``--low-pass-start``).  Before the
+    run's length is resolved (``band_*_images`` None) only its start and final bands are
+    meaningful."""
+    return BandSchedule(final_A, cfg.low_pass_start_A, cfg.band_hold_images or 0,
+                        cfg.band_ramp_images or 0)
 
 
 def _encoder_low_pass(cfg: AtomConfig, bands: BandSchedule):
@@ -113,7 +116,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     bands = band_schedule(cfg, inputs.low_pass_A)
-    forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
+    forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
                                bands.at(0), cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, inputs.graph.continuity),
                                encoder_low_pass_A=_encoder_low_pass(cfg, bands))
@@ -210,6 +213,7 @@ def train_atom(cfg: AtomConfig) -> dict:
         raise InputError(f"{cfg.out}: there is no run to resume here; drop --resume to start one")
     cfg = _resolve_config(cfg)
     ctx, device_name = init_distributed(cfg.device)
+    p = None
     try:
         if cfg.batch % ctx.world_size:
             raise InputError(f"--batch {cfg.batch} must be a multiple of the number of processes "
@@ -219,9 +223,13 @@ def train_atom(cfg: AtomConfig) -> dict:
             configure_cpu(cfg.threads)
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
-        cfg = cfg.replace(low_pass_A=p.inputs.low_pass_A)     # config.json records the resolved value
+        # config.json records the resolved values
+        cfg = cfg.replace(low_pass_A=p.inputs.low_pass_A, bead_sigma_A=bead_sigma(cfg))
         if cfg.epochs is None:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
+        hold, ramp = band_images(_total_steps(cfg, len(p.inputs.dataset)) * cfg.batch,
+                                 cfg.band_hold_images, cfg.band_ramp_images)
+        cfg = cfg.replace(band_hold_images=hold, band_ramp_images=ramp)
         p.ctx = ctx
         run_dir, log = open_run(cfg.out, "atom", ctx, device, cfg.resume, cfg.overwrite,
                                 lambda folder: _write_run_files(cfg, p, folder))
@@ -238,13 +246,19 @@ def train_atom(cfg: AtomConfig) -> dict:
             p.setup.gather = ctx.all_gather_rows
         _train(cfg, p, run_dir, log)
     finally:
+        if p is not None:
+            p.setup.net = p.model                # drop the DDP wrapper before the group (close)
         ctx.close()
     return read_json(run_dir / "manifest.json")
 
 
+def _total_steps(cfg: AtomConfig, n_particles: int) -> int:
+    return max(1, math.ceil(cfg.epochs * n_particles / cfg.batch))
+
+
 def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
     n = len(p.inputs.dataset)
-    total_steps = max(1, math.ceil(cfg.epochs * n / cfg.batch))
+    total_steps = _total_steps(cfg, n)
     noise_gen = torch.Generator(device=p.device).manual_seed(cfg.seed + 1)
     sc = RunScaffold(run_dir, log, p.ctx, p.device, p.model, p.optimizer,
                      total_images=total_steps * cfg.batch, keep_checkpoints=cfg.keep_checkpoints,

@@ -194,6 +194,7 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
     inputs = load_inputs(config)
     frame = density_frame(config, inputs.meta.box, inputs.meta.apix)    # the volumes' user frame
     ctx, device_name = init_distributed(config.device)
+    trainer = None
     try:
         device = resolve_device(device_name)     # a missing GPU is reported before any output
         if config.batch < ctx.world_size:
@@ -223,6 +224,8 @@ def train_density(config: DensityConfig, out, resume: bool = False, overwrite: b
         finished = trainer.run()
         ctx.barrier()
     finally:
+        if trainer is not None:
+            trainer.net = trainer.model          # drop the DDP wrapper before the group (close)
         ctx.close()
     if finished and ctx.is_main:     # after the process group is gone: no collective timeouts
         trained = TrainedDensity(trainer.model, config, trainer.inputs.box, trainer.inputs.apix,

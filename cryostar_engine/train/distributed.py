@@ -9,6 +9,7 @@ with ``world_size == 1`` and every helper below is a no-op.
 """
 from __future__ import annotations
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -55,7 +56,12 @@ class DistContext:
         return bool(t.item())
 
     def close(self) -> None:
+        """Destroy the process group.  Drop every DistributedDataParallel wrapper first: one
+        that outlives the group destroys it on its own deallocation while holding the GIL, and
+        gloo's worker threads, which need the GIL to free their last work, then deadlock with it
+        (a torch bug, seen as a rank that never exits)."""
         if self.enabled and dist.is_initialized():
+            gc.collect()
             dist.destroy_process_group()
 
 

@@ -99,9 +99,8 @@ class TestCryoStarForms(BaseTest):
             prot = self.newProtocol(cls)
             self.assertFalse(hasattr(prot, "doDownsample"))
             self.assertIsNone(prot.boxSize.get())
-        # the low-pass has the engine's number (10 Å); its automatic value is a word the form
-        # does not take: the wizard fills in the engine's suggestion instead
-        self.assertEqual(self.newProtocol(ProtCryoStarTrainAtom).lowPass.get(), 10.0)
+        # the low-pass is empty, the engine's automatic value (its wizard shows the number)
+        self.assertIsNone(self.newProtocol(ProtCryoStarTrainAtom).lowPass.get())
 
     def test_advanced_tab_has_fields_at_the_normal_level(self):
         for cls in (ProtCryoStarTrainAtom, ProtCryoStarTrainDensity):
