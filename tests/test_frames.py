@@ -79,7 +79,8 @@ def test_model_partly_outside_the_box_is_an_error(capsys):
     assert status == 0
     assert "of the model's beads lie outside the 24-px particle box" in r["frame"]["error"]
     status, r = inspect(capsys, "--model", ADK_REF, "--box", 48, "--apix", 2.0)
-    assert r["frame"]["error"] is None and r["low_pass"] is None and r["default_box"] == 24
+    # no map: no suggestion, and train-atom's final band is 6 Å, so a 40-px box
+    assert r["frame"]["error"] is None and r["low_pass"] is None and r["default_box"] == 40
 
 
 def test_map_of_another_size_is_an_error_and_gives_no_low_pass(capsys):

@@ -62,3 +62,15 @@ def test_window_covers_four_sigma_and_the_choice_of_form():
     coords, amps = _beads(30, 48, 2.0, seed=3)
     assert torch.equal(project_beads(coords, amps, 1.0, 48, 2.0),
                        render._project_local(coords, amps, 1.0, 48, 2.0))
+
+
+def test_a_non_finite_bead_gives_a_non_finite_image_not_an_index_error():
+    """A diverged step (NaN coordinates) must reach the loss as a non-finite image, where the
+    training's guard reports it in one line (an index error was a traceback); a bead at infinity
+    adds nothing, as in the dense form."""
+    coords = torch.zeros(2, 3, 3)
+    coords[0, 1, 0] = float("nan")
+    coords[1, 2, 1] = float("inf")
+    img = render._project_local(coords, torch.ones(3), 1.0, 48, 1.0)
+    assert img.shape == (2, 48, 48)
+    assert not torch.isfinite(img[0]).all() and torch.isfinite(img[1]).all()

@@ -19,7 +19,7 @@ from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for
                         read_saved_config, read_settings_file, setting)
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs",
-           "band_images", "bead_sigma"]
+           "band_images", "bead_sigma", "residue_bead_sigma"]
 
 SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
@@ -49,6 +49,16 @@ def bead_sigma(cfg) -> float:
     ``--bead-centre`` (:data:`BEAD_SIGMA_BY_CENTRE_A`)."""
     return float(cfg.bead_sigma_A if cfg.bead_sigma_A is not None
                  else BEAD_SIGMA_BY_CENTRE_A[cfg.bead_centre])
+
+
+def residue_bead_sigma(cfg) -> float:
+    """The width (Å) of one Gaussian per residue for a model decoded by this run (model–map
+    validation renders the decoded beads so): the run's own with ``residue``/``backbone``
+    rendering, else that form's default (the ``groups``/``atoms`` widths are for points much
+    narrower than a residue)."""
+    if cfg.bead_centre in ("residue", "backbone"):
+        return bead_sigma(cfg)
+    return BEAD_SIGMA_BY_CENTRE_A["residue"]
 
 
 def band_images(total_images: int, hold_images: int | None, ramp_images: int | None) -> tuple[int, int]:
@@ -110,8 +120,8 @@ class AtomConfig(StageConfig):
     batch: int = _s(64, "images per optimisation step (global batch)", **_AT_LEAST_1, **_E)
     zdim: int = _s(8, "latent dimension", **_AT_LEAST_1, **_E)
     low_pass_A: float | None = _s(
-        None, "final low-pass of the image loss (the band the training widens to from "
-              "--low-pass-start)", unit="Å", words=("auto",),
+        None, "low-pass of the image loss at the end of training (the final band: the loss "
+              "starts coarser and widens to it)", unit="Å", words=("auto",),
         default_text="auto: the resolution where FSC(model, consensus map) = 0.5, at least 2.5 "
                      "pixels of the particles (6 Å without --map), the number check-inputs "
                      "suggests", **_POSITIVE, **_E)

@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..atom.config import bead_sigma, read_run_config as read_atom_config
+from ..atom.config import read_run_config as read_atom_config, residue_bead_sigma
 from ..atom.evaluate import load_decoder
 from ..density.model import load_trained
 from ..density.results import renderer_for
@@ -96,7 +96,7 @@ def compare_runs(atom_run, density_run, device="cpu", atom_z: np.ndarray | None 
     say(f"{len(pair.points)} latent points; models of {len(beads)} beads on maps of {box}³ at "
         f"{apix:.4g} Å/px")
     radius, edge = local_radius_for(apix), mask_edge_for(apix)
-    amps, sigma = np.asarray(beads.amplitudes), bead_sigma(atom_cfg)
+    amps, sigma = np.asarray(beads.amplitudes), residue_bead_sigma(atom_cfg)   # one per residue
 
     keep = len(coords) * box ** 3 * 4 <= KEEP_MAPS_BYTES       # else pass 2 renders them again
     kept = {}

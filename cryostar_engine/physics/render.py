@@ -101,7 +101,9 @@ def _project_local(coords_A: torch.Tensor, amplitudes: torch.Tensor, sigma_A: fl
     h = splat_half_width(sigma_A, apix)
     w, canvas = 2 * h + 1, box + 2 * h
     centre_px = coords_A[..., :2] / apix + (box // 2 + h)                 # (B, N, 2) canvas px (x, y)
-    start = (torch.round(centre_px.detach()) - h).clamp(0, canvas - w)   # first pixel of each window
+    # first pixel of each window; a non-finite bead (a diverged step) gets a valid window and a
+    # non-finite patch, so the loss, not an index error, reports it
+    start = torch.nan_to_num(torch.round(centre_px.detach()) - h, nan=0.0).clamp(0, canvas - w)
     steps = torch.arange(w, device=coords_A.device, dtype=coords_A.dtype)
     d = (start.unsqueeze(-1) + steps - centre_px.unsqueeze(-1)) * (apix / sigma_A)   # (B, N, 2, W) in σ
     g = torch.exp(-0.5 * d * d)

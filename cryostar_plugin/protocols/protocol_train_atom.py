@@ -402,12 +402,15 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             "groups": ("each carrying its residue's atom groups (backbone and side chain; "
                        "phosphate, sugar and base), rendered as one Gaussian per group"),
         }.get(cfg.get("bead_centre"), "each rendered as a Gaussian at its Cα/C1′ atom")
+        final, start = cfg.get("low_pass_A") or 0, cfg.get("low_pass_start_A")
+        lowPassText = (f"a low-pass widening from {start:g} Å to {final:g} Å (coarse to fine)"
+                       if start and start > final else f"a low-pass at {final:g} Å")
         return [
             f"Conformational heterogeneity was analysed with CryoSTAR [Li2024cryostar] in "
             f"Scipion (scipion-em-cryostar). The reference model was coarse-grained to "
             f"{man.get('beads', '?')} beads, one per residue, {rendered}. The {self.Particles.getSize()} particles were Fourier-cropped to "
             f"{man.get('box_px', '?')} px ({man.get('apix_A', 0):.2f} Å/px) and compared with "
-            f"the projections after a low-pass at {cfg.get('low_pass_A', 0):g} Å. A variational "
+            f"the projections after {lowPassText}. A variational "
             f"auto-encoder with a {man.get('zdim', cfg.get('zdim', '?'))}-dimensional latent "
             f"space was trained for {self.trainedEpochs(man) or 0:g} epochs, with bond, "
             f"elastic-network (tolerance {cfg.get('en_tolerance_A', 0):g} Å) and clash "
