@@ -78,7 +78,7 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     content).  Returns ``{"seconds_per_step", "peak_GiB", "measured_memory"}``; the memory is
     measured on a GPU and estimated on the CPU.
     """
-    from .atom.config import AtomConfig, bead_sigma
+    from .atom.config import AtomConfig, bead_sigma, resolve_bead_centre
     from .atom.centres import scatterers
     from .atom.forward import AtomForwardModel
     from .atom.graph import build_graph
@@ -91,6 +91,7 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     from .train.runtime import gpu_has_native_bf16
 
     cfg, device = AtomConfig(), torch.device(device)
+    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, low_pass_A))
     graph = build_graph(beads)
     forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
                                low_pass_A, cfg.mask_radius, device,

@@ -125,3 +125,19 @@ def test_default_schedule_is_a_fraction_of_the_run(tmp_path):
     assert (config["band_hold_images"], config["band_ramp_images"]) == (
         round(BAND_HOLD_FRACTION * total), round(BAND_RAMP_FRACTION * total)) == (384, 768)
     assert AtomConfig().band_hold_images is None and AtomConfig().encoder_band == "final"
+
+
+def test_auto_rendering_follows_the_final_band(tmp_path):
+    """``--bead-centre auto`` (the default) renders atom groups (σ 1 Å) when the final band is
+    finer than 8 Å and one Gaussian per residue (σ 2 Å) otherwise; config.json records what was
+    rendered.  A form given by name is kept."""
+    from cryostar_engine.atom.config import GROUPS_FINER_THAN_A, resolve_bead_centre
+    assert AtomConfig().bead_centre == "auto" and AtomConfig().bead_sigma_A is None
+    for final, rendered in ((5.0, ("groups", 1.0)), (10.0, ("residue", 2.0))):
+        out = tmp_path / f"lp{final:g}"
+        train_atom(_config(out, low_pass_A=final, low_pass_start_A=16.0, box=48,
+                           stop_after_steps=1))
+        config = json.loads((out / "config.json").read_text())
+        assert (config["bead_centre"], config["bead_sigma_A"]) == rendered
+    assert resolve_bead_centre("auto", GROUPS_FINER_THAN_A) == "residue"
+    assert resolve_bead_centre("atoms", 10.0) == "atoms"

@@ -131,7 +131,7 @@ ATOM_CASES = [
     (["--compile", "yes"], "--compile 'yes': choose one of auto, on, off"),
     (["--device", "gpu"], "--device 'gpu': choose one of auto, cpu, cuda"),
     (["--lr-schedule", "step"], "--lr-schedule 'step': choose one of cosine, constant"),
-    (["--bead-centre", "ca"], "--bead-centre 'ca': choose one of residue, backbone, atoms, groups"),
+    (["--bead-centre", "ca"], "--bead-centre 'ca': choose one of residue, backbone, atoms, groups, auto"),
 ]
 DENSITY_CASES = [
     (["--epochs", "0"], "--epochs must be > 0, got 0"),

@@ -27,7 +27,8 @@ from ..train import (CompiledOrEager, DistContext, RowStream, RunScaffold, Skipp
                      init_distributed, list_checkpoints, lr_factor, make_optimizer, open_run,
                      read_json, resolve_device, seed_everything, shard, write_json)
 from .centres import scatterers
-from .config import AtomConfig, band_images, bead_sigma, default_epochs, read_run_config
+from .config import (AtomConfig, band_images, bead_sigma, default_epochs, read_run_config,
+                     resolve_bead_centre)
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from ..lowpass import BandSchedule
@@ -93,6 +94,13 @@ def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return gpu_amp_dtype(precision, gpu_has_native_bf16(device))
 
 
+def _resolve_rendering(cfg: AtomConfig, final_A: float) -> AtomConfig:
+    """``bead_centre`` (``auto`` resolved for the final band) and ``bead_sigma_A`` as the run
+    renders them."""
+    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, final_A))
+    return cfg.replace(bead_sigma_A=bead_sigma(cfg))
+
+
 def band_schedule(cfg: AtomConfig, final_A: float) -> BandSchedule:
     """The run's loss-band schedule (coarse-to-fine with ``--low-pass-start``).  Before the
     run's length is resolved (``band_*_images`` None) only its start and final bands are
@@ -116,6 +124,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     bands = band_schedule(cfg, inputs.low_pass_A)
+    cfg = _resolve_rendering(cfg, inputs.low_pass_A)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
                                bands.at(0), cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, inputs.graph.continuity),
@@ -224,7 +233,7 @@ def train_atom(cfg: AtomConfig) -> dict:
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
         # config.json records the resolved values
-        cfg = cfg.replace(low_pass_A=p.inputs.low_pass_A, bead_sigma_A=bead_sigma(cfg))
+        cfg = _resolve_rendering(cfg.replace(low_pass_A=p.inputs.low_pass_A), p.inputs.low_pass_A)
         if cfg.epochs is None:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         hold, ramp = band_images(_total_steps(cfg, len(p.inputs.dataset)) * cfg.batch,
