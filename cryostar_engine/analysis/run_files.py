@@ -82,10 +82,11 @@ def load_pc_scores(run_dir=None, z_path=None, decode=None) -> tuple[np.ndarray, 
 
     zp = run_latent_path(run_dir, z_path)
     if run_dir is not None:
-        man = read_manifest(analysis_dir(run_dir))
+        folder = analysis_dir(run_dir)
+        man = read_manifest(folder)
         if man and man.get("z", {}).get("source") == str(zp.resolve()):
             try:
-                return load_analysis_scores(analysis_dir(run_dir))
+                return load_analysis_scores(folder, man)
             except InputError:
                 pass
     if decode is not None:
@@ -93,11 +94,12 @@ def load_pc_scores(run_dir=None, z_path=None, decode=None) -> tuple[np.ndarray, 
     return fit_pca(load_latent(zp)).scores, f"PCA of {zp}"
 
 
-def load_analysis_scores(folder) -> tuple[np.ndarray, str]:
+def load_analysis_scores(folder, manifest: dict | None = None) -> tuple[np.ndarray, str]:
     """The PC scores ``(N, C)`` an ``analyze`` output folder wrote (the axes of its figures,
-    float64) and their file; :class:`InputError` when the folder holds none."""
+    float64) and their file; :class:`InputError` when the folder holds none.  ``manifest``: the
+    folder's manifest when the caller has already read it."""
     folder = Path(folder)
-    man = read_manifest(folder) or {}
+    man = (manifest if manifest is not None else read_manifest(folder)) or {}
     name = (man.get("pca") or {}).get("scores")
     scores_file = folder / name if isinstance(name, str) and name else None
     if scores_file is None or not scores_file.is_file():

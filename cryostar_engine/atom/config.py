@@ -184,13 +184,13 @@ class AtomConfig(StageConfig):
                                                  "backbone", **_POSITIVE)
     bead_centre: str = _s("auto", "where each bead's density is rendered: auto (groups when the "
                                   "final band is finer than 8 Å, else residue), groups (one point per "
-                                    "atom group of its residue, electron-weighted: backbone and "
-                                    "side chain, or phosphate, sugar and base; carried by the "
-                                    "residue's local backbone frame), residue (one point at the "
-                                    "electron-weighted centre of its residue's atoms, carried the "
-                                    "same way), atoms (every atom of the residue, carried the same "
-                                    "way) or backbone (at the Cα/C1' atom itself, as the original "
-                                    "CryoSTAR)", choices=BEAD_CENTRES)
+                                  "atom group of its residue, electron-weighted: backbone and "
+                                  "side chain, or phosphate, sugar and base; carried by the "
+                                  "residue's local backbone frame), residue (one point at the "
+                                  "electron-weighted centre of its residue's atoms, carried the "
+                                  "same way), atoms (every atom of the residue, carried the same "
+                                  "way) or backbone (at the Cα/C1' atom itself, as the original "
+                                  "CryoSTAR)", choices=BEAD_CENTRES)
     mask_radius: float = _s(0.9375, "image-loss mask radius as a fraction of the half box",
                             min=0, max=1, min_inclusive=False)
     # restraints

@@ -20,7 +20,6 @@ import torch
 
 from ..errors import InputError
 from ..io.pdb import write_beads_pdb
-from torch.nn.parallel import DistributedDataParallel
 
 from ..train import (CompiledOrEager, DistContext, RowStream, RunScaffold, SkippedSteps,
                      apply_lr_factor, configure_cpu, gpu_amp_dtype, gpu_has_native_bf16,
@@ -251,7 +250,7 @@ def train_atom(cfg: AtomConfig) -> dict:
             p.setup.losses_fn = CompiledOrEager(atom_losses, log)
             log.info("torch.compile: on (the first steps include the compilation)")
         if ctx.enabled:
-            p.setup.net = DistributedDataParallel(p.model, device_ids=[device.index] if device.type == "cuda" else None)
+            p.setup.net = ctx.wrap(p.model, device)
             p.setup.gather = ctx.all_gather_rows
         _train(cfg, p, run_dir, log)
     finally:

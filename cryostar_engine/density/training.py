@@ -31,7 +31,6 @@ import math
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel
 
 from ..data.particles import ParticleDataset
 from ..errors import InputError
@@ -98,11 +97,8 @@ class DensityTrainer:
         self.grid: HalfGrid = half_grid(inputs.box, 2, config.mask_radius * (inputs.box // 2)
                                         ).to(self.device)
         self.model = build_model(config, inputs.box, self.z.shape[1]).to(self.device)
-        self.net = self.model
-        if self.ctx.enabled:     # the random frequencies are a constant buffer: no broadcasts
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.net = DistributedDataParallel(self.model, device_ids=ids,
-                                               forward_sync_buffers=False)
+        # the random frequencies are a constant buffer: no broadcasts
+        self.net = self.ctx.wrap(self.model, self.device, forward_sync_buffers=False)
         self.optimizer = make_optimizer(self.model, config.lr, config.weight_decay)
         self.f_std = config.f_std
         # the permutations live on the training device when the images are cached there

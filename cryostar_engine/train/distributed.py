@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import InputError
 
@@ -54,6 +55,15 @@ class DistContext:
         t = torch.tensor([1 if flag else 0], device=device)
         dist.broadcast(t, 0)
         return bool(t.item())
+
+    def wrap(self, model: torch.nn.Module, device: torch.device, **ddp_options) -> torch.nn.Module:
+        """``model`` in a DistributedDataParallel wrapper when several processes train (on
+        ``device``), else ``model`` itself.  Whoever holds the wrapper drops it before
+        :meth:`close`."""
+        if not self.enabled:
+            return model
+        ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=ids, **ddp_options)
 
     def close(self) -> None:
         """Destroy the process group.  Drop every DistributedDataParallel wrapper first: one

@@ -181,7 +181,7 @@ class TestCryoStarWorkflow(SharedChainTest):
 
     def test_subset_pc_range_and_its_complement(self):
         scores = np.load(os.path.join(self.train.getAnalysisDir(), "pc_scores.npy"))[:, 0]
-        lo, hi = float(np.percentile(scores, 25)), float(np.percentile(scores, 60))
+        lo, hi = (float(f"{np.percentile(scores, q):.6g}") for q in (25, 60))   # as typed
         expected = set(self._starIds()[(scores >= lo) & (scores <= hi)].tolist())
         sizes = {}
         for invert in (False, True):
@@ -205,7 +205,10 @@ class TestCryoStarWorkflow(SharedChainTest):
             folder = prot.getAnalysisDir()
             with open(os.path.join(folder, "manifest.json")) as f:
                 scores = np.load(os.path.join(folder, json.load(f)["pca"]["scores"]))[:, 1]
-            lo, hi = float(np.percentile(scores, 20)), float(np.percentile(scores, 70))
+            # typed as a user types them: a FloatParam keeps 15 significant digits (SQLite's
+            # text of a REAL), so a percentile passed with all 17 moves by one ulp, and a
+            # particle whose (float32) score is exactly that value falls out of the subset
+            lo, hi = (float(f"{np.percentile(scores, q):.6g}") for q in (20, 70))
             table = latentTable(self.train.Particles, self.train._enginePath("particlesStar"),
                                 folder)
             shown = pcRangeParticleIds(table, folder, 2, lo, hi)
