@@ -68,3 +68,16 @@ def test_terminal_bar_ends_its_line_before_a_message(tmp_path, monkeypatch):
 def test_format_duration():
     assert [format_duration(s) for s in (4.4, 65, 3720, float("inf"))] == \
         ["4s", "1m05s", "1h02m", "?"]
+
+
+def test_step_total_counts_full_steps_after_a_short_one(tmp_path):
+    """A run resumed at a pass's short last step (stage 2: 3,000 particles, batch 16) states
+    the steps left in full batches (the fault: 'step 3196/9571' for 6,384)."""
+    out = io.StringIO()
+    progress = Progress(tmp_path, total_images=100, images_done=40, interval_s=0.0, stream=out,
+                        step_images=16)
+    progress.record(3, 8, {"loss": 1.0})          # the pass's last step: 8 images
+    progress.flush()
+    progress.close()
+    line = [ln for ln in out.getvalue().splitlines() if "progress:" in ln][0]
+    assert "step 3/7," in line, line             # 3 + ceil(52 / 16), not 3 + 52 / 8

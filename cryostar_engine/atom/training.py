@@ -275,7 +275,8 @@ def _train(cfg: AtomConfig, p: _Parts, run_dir, log) -> None:
                                           advice="lower --lr, raise --low-pass, or check the "
                                                  "input particles"),
                      max_minutes=cfg.max_minutes, stop_after_steps=cfg.stop_after_steps,
-                     scaler=p.setup.scaler, generators={"noise_rng": noise_gen})
+                     scaler=p.setup.scaler, generators={"noise_rng": noise_gen},
+                     step_images=cfg.batch)
     if cfg.resume and sc.resume() is not None:
         log.info("resuming at step %d (%d images seen) of %d", sc.step, sc.images_seen, total_steps)
     else:

@@ -111,7 +111,8 @@ class DensityTrainer:
             skipped=SkippedSteps(self.optimizer, log,
                                  advice="lower --lr, or check the input particles and z"),
             mean_over_ranks=True, max_minutes=config.max_minutes,
-            stop_after_steps=config.debug_stop_after_steps or None, global_rng=True)
+            stop_after_steps=config.debug_stop_after_steps or None, global_rng=True,
+            step_images=config.batch)
 
     @property
     def total_images(self) -> int:

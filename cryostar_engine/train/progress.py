@@ -141,7 +141,8 @@ class Progress:
     """
 
     def __init__(self, run_dir, total_images: int, images_done: int = 0, interval_s: float = 2.0,
-                 stream=None, every_pct: float = 5.0, max_quiet_s: float = 120.0):
+                 stream=None, every_pct: float = 5.0, max_quiet_s: float = 120.0,
+                 step_images: int = 0):
         self.csv_path = Path(run_dir) / "losses.csv"
         self.total, self.done = total_images, images_done
         self.interval_s = interval_s
@@ -159,6 +160,8 @@ class Progress:
         self._due = False
         self._bar_width = 0
         self._fields = None
+        # images of a full step, for the step total (a pass's last step may be short)
+        self._step_images = step_images
         if self.csv_path.is_file():
             with open(self.csv_path) as f:
                 header = f.readline().strip()
@@ -200,6 +203,7 @@ class Progress:
         if self._due and now - self._last_t > BURST_GAP_S:
             self._show()
         self.done += images
+        self._step_images = max(self._step_images, images)
         values = torch.stack([torch.as_tensor(v, dtype=torch.float32).detach().cpu().reshape(())
                               for v in losses.values()]).tolist()   # one device sync, not one per term
         losses = dict(zip(losses, values))
@@ -230,7 +234,7 @@ class Progress:
 
     def _describe(self, step: int, images: int, losses: dict, now: float) -> str:
         """The progress text as of ``now``, the end of ``step`` (``images`` images a step)."""
-        total_steps = step + math.ceil(max(self.total - self.done, 0) / max(images, 1))
+        total_steps = step + math.ceil(max(self.total - self.done, 0) / max(self._step_images, 1))
         elapsed = now - self._t0
         rate = (self.done - self._done0) / max(elapsed, 1e-9)
         eta = max(self.total - self.done, 0) / rate if rate > 0 else math.inf

@@ -116,6 +116,7 @@ class RunScaffold:
     scaler : the fp16 loss scaler, checkpointed as ``loss_scaler``; None without fp16.
     generators : RNGs checkpointed under their names (e.g. stage 1's ``noise_rng``).
     global_rng : also checkpoint torch's global RNG states (``rng_torch``, ``rng_cuda``).
+    step_images : images of a full step (the global batch), for the progress line's step total.
     """
 
     run_dir: Path
@@ -134,6 +135,7 @@ class RunScaffold:
     scaler: torch.amp.GradScaler | None = None
     generators: dict[str, torch.Generator] = field(default_factory=dict)
     global_rng: bool = False
+    step_images: int = 0
     step: int = 0
     images_seen: int = 0
 
@@ -170,7 +172,8 @@ class RunScaffold:
         (rows after the current step, written before a kill, are dropped: they are replayed)."""
         self.t0 = self.last_save = time.monotonic()
         if self.ctx.is_main:
-            self.progress = Progress(self.run_dir, self.total_images, images_done=self.images_seen)
+            self.progress = Progress(self.run_dir, self.total_images, images_done=self.images_seen,
+                                     step_images=self.step_images)
             self.progress.truncate_after(self.step)
 
     def read_back(self, collective: bool = True) -> None:
