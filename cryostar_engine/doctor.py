@@ -91,9 +91,9 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     from .train.runtime import gpu_has_native_bf16
 
     cfg, device = AtomConfig(), torch.device(device)
-    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, low_pass_A))
+    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, beads))
     graph = build_graph(beads)
-    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
+    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg, apix),
                                low_pass_A, cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, graph.continuity))
     ref = torch.as_tensor(beads.coords_A, dtype=torch.float32)

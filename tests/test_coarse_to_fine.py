@@ -127,17 +127,26 @@ def test_default_schedule_is_a_fraction_of_the_run(tmp_path):
     assert AtomConfig().band_hold_images is None and AtomConfig().encoder_band == "final"
 
 
-def test_auto_rendering_follows_the_final_band(tmp_path):
-    """``--bead-centre auto`` (the default) renders atom groups (σ 1 Å) when the final band is
-    finer than 8 Å and one Gaussian per residue (σ 2 Å) otherwise; config.json records what was
-    rendered.  A form given by name is kept."""
-    from cryostar_engine.atom.config import GROUPS_FINER_THAN_A, resolve_bead_centre
+def test_auto_rendering_groups_at_least_0p6_pixels_wide(tmp_path):
+    """``--bead-centre auto`` (the default) renders atom groups of σ 1 Å, widened to 0.6 pixels of
+    the working box (48 px at 2 Å/px: box 48 keeps 1.2 Å, box 24 gives 2.4 Å), and one Gaussian
+    per residue (σ 2 Å) for a Cα trace, whose one atom per residue is not the residue's density.
+    config.json records what was rendered; a form or width given is kept."""
+    from cryostar_engine.atom.config import MIN_BEAD_SIGMA_PX
     assert AtomConfig().bead_centre == "auto" and AtomConfig().bead_sigma_A is None
-    for final, rendered in ((5.0, ("groups", 1.0)), (10.0, ("residue", 2.0))):
-        out = tmp_path / f"lp{final:g}"
-        train_atom(_config(out, low_pass_A=final, low_pass_start_A=16.0, box=48,
-                           stop_after_steps=1))
+    trace = tmp_path / "ca_trace.pdb"
+    trace.write_text("".join(line for line in ADK_REF.read_text().splitlines(True)
+                             if line.startswith("ATOM") and line[12:16].strip() == "CA"))
+    cases = [("box48", {"box": 48}, ("groups", 1.2)),
+             ("box24", {"box": 24, "low_pass_A": 10.0, "low_pass_start_A": 16.0},
+              ("groups", MIN_BEAD_SIGMA_PX * 4.0)),
+             ("trace", {"box": 48, "model": str(trace)}, ("residue", 2.0)),
+             ("given", {"box": 24, "low_pass_A": 10.0, "low_pass_start_A": 16.0,
+                        "bead_centre": "atoms", "bead_sigma_A": 0.9}, ("atoms", 0.9))]
+    for name, kw, rendered in cases:
+        out = tmp_path / name
+        train_atom(_config(out, **{"low_pass_A": 5.0, "low_pass_start_A": 16.0,
+                                   "stop_after_steps": 1, **kw}))
         config = json.loads((out / "config.json").read_text())
-        assert (config["bead_centre"], config["bead_sigma_A"]) == rendered
-    assert resolve_bead_centre("auto", GROUPS_FINER_THAN_A) == "residue"
-    assert resolve_bead_centre("atoms", 10.0) == "atoms"
+        assert config["bead_centre"] == rendered[0], name
+        assert config["bead_sigma_A"] == pytest.approx(rendered[1]), name

@@ -19,7 +19,7 @@ from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for
                         read_saved_config, read_settings_file, setting)
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs",
-           "band_images", "bead_sigma", "residue_bead_sigma", "resolve_bead_centre"]
+           "band_images", "bead_sigma", "MIN_BEAD_SIGMA_PX", "residue_bead_sigma", "resolve_bead_centre"]
 
 SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
@@ -39,18 +39,21 @@ BAND_HOLD_FRACTION = 0.2
 BAND_RAMP_FRACTION = 0.4
 
 
-#: ``--bead-centre auto``: atom groups when the final band is finer than this (Å), else one
-#: Gaussian per residue (on AdK at a fixed 10 Å the groups gave kNN R² 0.692 against 0.907;
-#: coarse to fine to 6 Å they gave 0.914, to 4.2 Å 0.946).
-GROUPS_FINER_THAN_A = 8.0
+#: ``--bead-centre auto``: atom groups when the model has more atoms than this per residue
+#: (bead), else one Gaussian per residue (a Cα or P trace: its one atom per residue is not the
+#: residue's density).  With beads at least :data:`MIN_BEAD_SIGMA_PX` wide, groups measured
+#: better than residues at every final band tried on AdK (6, 7 and 9 Å; 4–5 Å in session 8).
+GROUPS_MIN_ATOMS_PER_BEAD = 2.0
 
 
-def resolve_bead_centre(bead_centre: str, final_low_pass_A: float) -> str:
-    """``--bead-centre`` with ``auto`` resolved for a run whose final band is
-    ``final_low_pass_A`` (Å): ``groups`` below :data:`GROUPS_FINER_THAN_A`, else ``residue``."""
+def resolve_bead_centre(bead_centre: str, beads) -> str:
+    """``--bead-centre`` with ``auto`` resolved for a reference's :class:`~cryostar_engine.
+    reference.Beads`: ``groups`` when it has more than :data:`GROUPS_MIN_ATOMS_PER_BEAD` atoms
+    per bead, else ``residue``."""
     if bead_centre != "auto":
         return bead_centre
-    return "groups" if final_low_pass_A < GROUPS_FINER_THAN_A else "residue"
+    atoms = 0 if beads.atom_bead is None else len(beads.atom_bead)
+    return "groups" if atoms > GROUPS_MIN_ATOMS_PER_BEAD * len(beads) else "residue"
 
 
 #: The default --bead-sigma of each --bead-centre (Å): points of an atom group or atoms are
@@ -58,11 +61,22 @@ def resolve_bead_centre(bead_centre: str, final_low_pass_A: float) -> str:
 BEAD_SIGMA_BY_CENTRE_A = {"groups": 1.0, "atoms": 1.0, "residue": 2.0, "backbone": 2.0}
 
 
-def bead_sigma(cfg) -> float:
+#: The narrowest default bead, in pixels of the working box.  Beads are Gaussians sampled at
+#: pixel centres; below ~0.6 px a bead's sampled mass depends on where it sits between pixels
+#: (per axis by 0.3 % at 0.6 px, 3 % at 0.5 px, 13 % at 0.375 px: 1 Å beads at a 7 Å band's
+#: 2.7 Å pixels), which pulls the beads towards pixel centres.
+MIN_BEAD_SIGMA_PX = 0.6
+
+
+def bead_sigma(cfg, apix: float | None = None) -> float:
     """The bead width (Å) of a stage-1 config: ``--bead-sigma``, else the default of its
-    ``--bead-centre`` (:data:`BEAD_SIGMA_BY_CENTRE_A`; resolve ``auto`` first)."""
-    return float(cfg.bead_sigma_A if cfg.bead_sigma_A is not None
-                 else BEAD_SIGMA_BY_CENTRE_A[cfg.bead_centre])
+    ``--bead-centre`` (:data:`BEAD_SIGMA_BY_CENTRE_A`; resolve ``auto`` first), widened to
+    :data:`MIN_BEAD_SIGMA_PX` pixels of the working box when its pixel size ``apix`` (Å) is
+    given."""
+    if cfg.bead_sigma_A is not None:
+        return float(cfg.bead_sigma_A)
+    sigma = BEAD_SIGMA_BY_CENTRE_A[cfg.bead_centre]
+    return float(max(sigma, MIN_BEAD_SIGMA_PX * apix) if apix is not None else sigma)
 
 
 def residue_bead_sigma(cfg) -> float:
@@ -181,9 +195,10 @@ class AtomConfig(StageConfig):
     # forward model
     bead_sigma_A: float | None = _s(None, "Gaussian width of each rendered point", unit="Å",
                                     default_text="1 Å for groups and atoms, 2 Å for residue and "
-                                                 "backbone", **_POSITIVE)
-    bead_centre: str = _s("auto", "where each bead's density is rendered: auto (groups when the "
-                                  "final band is finer than 8 Å, else residue), groups (one point per "
+                                                 "backbone, at least 0.6 pixels of the working "
+                                                 "box", **_POSITIVE)
+    bead_centre: str = _s("auto", "where each bead's density is rendered: auto (groups, or residue "
+                                  "for a model of one atom per residue, e.g. a Cα trace), groups (one point per "
                                   "atom group of its residue, electron-weighted: backbone and "
                                   "side chain, or phosphate, sugar and base; carried by the "
                                   "residue's local backbone frame), residue (one point at the "

@@ -93,11 +93,11 @@ def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return gpu_amp_dtype(precision, gpu_has_native_bf16(device))
 
 
-def _resolve_rendering(cfg: AtomConfig, final_A: float) -> AtomConfig:
-    """``bead_centre`` (``auto`` resolved for the final band) and ``bead_sigma_A`` as the run
-    renders them."""
-    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, final_A))
-    return cfg.replace(bead_sigma_A=bead_sigma(cfg))
+def _resolve_rendering(cfg: AtomConfig, beads, apix: float) -> AtomConfig:
+    """``bead_centre`` (``auto`` resolved for the reference's ``beads``) and ``bead_sigma_A`` as
+    the run renders them (``apix``: the working box's pixel, Å)."""
+    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, beads))
+    return cfg.replace(bead_sigma_A=bead_sigma(cfg, apix))
 
 
 def band_schedule(cfg: AtomConfig, final_A: float) -> BandSchedule:
@@ -123,7 +123,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     bands = band_schedule(cfg, inputs.low_pass_A)
-    cfg = _resolve_rendering(cfg, inputs.low_pass_A)
+    cfg = _resolve_rendering(cfg, beads, ds.apix)
     forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
                                bands.at(0), cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, inputs.graph.continuity),
@@ -232,7 +232,8 @@ def train_atom(cfg: AtomConfig) -> dict:
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
         # config.json records the resolved values
-        cfg = _resolve_rendering(cfg.replace(low_pass_A=p.inputs.low_pass_A), p.inputs.low_pass_A)
+        cfg = _resolve_rendering(cfg.replace(low_pass_A=p.inputs.low_pass_A),
+                                 p.inputs.reference.beads, p.inputs.dataset.apix)
         if cfg.epochs is None:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         hold, ramp = band_images(_total_steps(cfg, len(p.inputs.dataset)) * cfg.batch,

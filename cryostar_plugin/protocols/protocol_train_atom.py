@@ -402,6 +402,8 @@ class ProtCryoStarTrainAtom(ProtCryoStarBase, ProtFlexBase, AnalysisOutputsMixin
             "groups": ("each carrying its residue's atom groups (backbone and side chain; "
                        "phosphate, sugar and base), rendered as one Gaussian per group"),
         }.get(cfg.get("bead_centre"), "each rendered as a Gaussian at its Cα/C1′ atom")
+        if cfg.get("bead_sigma_A"):
+            rendered += f" (σ {cfg['bead_sigma_A']:g} Å)"
         final, start = cfg.get("low_pass_A") or 0, cfg.get("low_pass_start_A")
         lowPassText = (f"a low-pass widening from {start:g} Å to {final:g} Å (coarse to fine)"
                        if start and start > final else f"a low-pass at {final:g} Å")

@@ -206,8 +206,8 @@ class TestCryoStarValidation(SharedChainTest):
         self.assertTrue(any("384 particles" in s for s in self.train.summary()))
         methods = " ".join(self.train.methods())
         self.assertIn("(tolerance 0.5 Å)", methods)
-        # the shared project trains at 10 Å, where --bead-centre auto renders one per residue
-        self.assertIn("rendered as a Gaussian at its residue's electron-weighted centre", methods)
+        # --bead-centre auto: atom groups, 0.6 px of the 24-px box at 4 Å/px wide
+        self.assertIn("rendered as one Gaussian per group (σ 2.4 Å)", methods)
         self.assertIn("low-pass at 10 Å", methods)
         self.assertNotIn("scipion-em-cryostar):", methods)           # no garbled run-on
         self.assertTrue(self._train(useGpu=False).warnings())
