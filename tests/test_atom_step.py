@@ -87,8 +87,9 @@ def _config(out, **kw):
 
 
 def test_a_non_finite_step_is_skipped_and_lowers_the_learning_rate(tmp_path):
-    clean = train_atom(_config(tmp_path / "clean", lr_schedule="constant"))
-    poisoned = train_atom(_config(tmp_path / "poisoned", lr_schedule="constant", debug_nan_at_step=3))
+    clean = train_atom(_config(tmp_path / "clean", lr_schedule="constant", lr=5e-4))
+    poisoned = train_atom(_config(tmp_path / "poisoned", lr_schedule="constant", lr=5e-4,
+                                    debug_nan_at_step=3))
     assert clean["status"] == poisoned["status"] == "finished"
     steps = [int(r.split(",")[0]) for r in (tmp_path / "poisoned/losses.csv").read_text().splitlines()[1:]]
     assert 3 not in steps and steps[-1] == poisoned["step"] == 12
@@ -169,15 +170,15 @@ def test_compile_auto_rule():
 
 
 def test_the_default_length_shows_small_sets_enough_images(tmp_path):
-    """Without --epochs: 20 passes, or enough to show the networks 150,000 images; the resolved
+    """Without --epochs: 20 passes, or enough to show the networks 175,000 images; the resolved
     number is the run's (config.json), and a resume without --epochs keeps it."""
     from cryostar_engine.atom import default_epochs
-    assert default_epochs(384) == 391 and default_epochs(15_000) == 20 and default_epochs(10**6) == 20
+    assert default_epochs(384) == 456 and default_epochs(8_750) == 20 and default_epochs(10**6) == 20
     out = tmp_path / "auto"
     manifest = train_atom(_config(out, epochs=None, stop_after_steps=2))
-    assert json.loads((out / "config.json").read_text())["epochs"] == 391
+    assert json.loads((out / "config.json").read_text())["epochs"] == 456
     assert manifest["status"] == "stopped"
-    assert "4692 steps of 32 images" in (out / "run.log").read_text()      # ceil(391 × 384 / 32)
+    assert "5472 steps of 32 images" in (out / "run.log").read_text()      # ceil(456 × 384 / 32)
     train_atom(AtomConfig(out=str(out), resume=True, stop_after_steps=3))
-    assert json.loads((out / "config.json").read_text())["epochs"] == 391
-    assert "resuming at step 2 (64 images seen) of 4692" in (out / "run.log").read_text()
+    assert json.loads((out / "config.json").read_text())["epochs"] == 456
+    assert "resuming at step 2 (64 images seen) of 5472" in (out / "run.log").read_text()

@@ -32,7 +32,7 @@ ENCODER_BANDS = ("start", "final", "full")
 
 
 DEFAULT_EPOCHS = 20.0
-MIN_TRAIN_IMAGES = 150_000
+MIN_TRAIN_IMAGES = 175_000
 #: Coarse-to-fine by default: the loss holds the start band for this fraction of the run's
 #: images, then widens to the final band over the next :data:`BAND_RAMP_FRACTION`.
 BAND_HOLD_FRACTION = 0.2
@@ -166,7 +166,7 @@ class AtomConfig(StageConfig):
     overwrite: bool = _s(False, "delete the run in --out and start again", **_E)
     invert_contrast: bool = _s(False, "negate the images (dark particles)", **_E)
     # optimiser
-    lr: float = _s(5e-4, "AdamW peak learning rate", **_POSITIVE)
+    lr: float = _s(1e-3, "AdamW peak learning rate", **_POSITIVE)
     lr_schedule: str = _s("cosine", "learning-rate schedule over the run's steps: cosine (decays to "
                                     "lr × lr_final_fraction at the last step) or constant",
                           choices=LR_SCHEDULES)
@@ -175,7 +175,7 @@ class AtomConfig(StageConfig):
     weight_decay: float = _s(0.01, "AdamW weight decay", **_AT_LEAST_0)
     # networks
     encoder_hidden: tuple = _s((512, 256, 128, 64, 32), "encoder hidden widths", **_AT_LEAST_1)
-    decoder_hidden: tuple = _s((32, 64, 128, 256, 512), "decoder hidden widths", **_AT_LEAST_1)
+    decoder_hidden: tuple = _s((64, 128, 256, 512, 1024), "decoder hidden widths", **_AT_LEAST_1)
     decoder_init: str = _s("fit", "start of the decoder: fit (train the whole VAE to decode every "
                                   "particle to the reference before the main fit, as the original) "
                                   "or zero (output layer at zero: no gradient reaches the encoder "
