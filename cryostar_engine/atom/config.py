@@ -143,8 +143,8 @@ class AtomConfig(StageConfig):
                                       "box", min=16, even=True, **_E)
     epochs: float | None = _s(None, "training length in passes over the particles",
                               default_text="20, or on smaller sets as many as it takes to show "
-                                           "the networks 150,000 images (the latent needs a few "
-                                           "thousand steps)", **_POSITIVE, **_E)
+                                           f"the networks {MIN_TRAIN_IMAGES:,} images (the latent "
+                                           "needs a few thousand steps)", **_POSITIVE, **_E)
     batch: int = _s(64, "images per optimisation step (global batch)", **_AT_LEAST_1, **_E)
     zdim: int = _s(8, "latent dimension", **_AT_LEAST_1, **_E)
     low_pass_A: float | None = _s(
