@@ -210,7 +210,7 @@ class AtomConfig(StageConfig):
                             min=0, max=1, min_inclusive=False)
     # restraints
     continuity_weight: float = _s(1.0, "weight of the bond-continuity restraint", **_AT_LEAST_0)
-    en_weight: float = _s(1.0, "weight of the elastic-network (local rigidity) restraint", **_AT_LEAST_0)
+    en_weight: float = _s(0.5, "weight of the elastic-network (local rigidity) restraint", **_AT_LEAST_0)
     en_cutoff_A: float = _s(12.0, "elastic-network cutoff for amino-acid pairs (same chain)",
                             unit="Å", **_POSITIVE)
     en_nt_cutoff_A: float = _s(15.0, "elastic-network cutoff for nucleotide pairs (any chain)",
