@@ -78,7 +78,7 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     content).  Returns ``{"seconds_per_step", "peak_GiB", "measured_memory"}``; the memory is
     measured on a GPU and estimated on the CPU.
     """
-    from .atom.config import AtomConfig, bead_sigma, resolve_bead_centre
+    from .atom.config import AtomConfig, resolve_rendering
     from .atom.centres import scatterers
     from .atom.forward import AtomForwardModel
     from .atom.graph import build_graph
@@ -91,9 +91,9 @@ def time_stage1_steps(beads, box: int, apix: float, batch: int, device, steps: i
     from .train.runtime import gpu_has_native_bf16
 
     cfg, device = AtomConfig(), torch.device(device)
-    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, beads))
+    cfg = resolve_rendering(cfg, beads, apix)
     graph = build_graph(beads)
-    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg, apix),
+    forward = AtomForwardModel(box, apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
                                low_pass_A, cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, graph.continuity))
     ref = torch.as_tensor(beads.coords_A, dtype=torch.float32)
@@ -209,7 +209,7 @@ def format_doctor(env: dict, plan: dict | None = None) -> str:
     lines += [("Packages    " if i == 0 else " " * 12) + ", ".join(names[i:i + 4])
               for i in range(0, len(names), 4)]
     sc = env["scipion"]
-    lines.append(f"Scipion     " + (f"pyworkflow {sc['pyworkflow']}; cryostar_plugin "
+    lines.append("Scipion     " + (f"pyworkflow {sc['pyworkflow']}; cryostar_plugin "
                                     f"{'registered' if sc['plugin_registered'] else 'NOT registered'}"
                                     if sc["pyworkflow"] else "not in this environment (engine only)"))
     if plan:

@@ -7,7 +7,6 @@ import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -22,15 +21,13 @@ SIM = ROOT / "data" / "adk_sim48"
 MODEL = ROOT / "data" / "adk_models" / "adk_ref_frame048.pdb"
 
 
-def _doctor(*argv) -> tuple[subprocess.CompletedProcess, float]:
-    start = time.perf_counter()
-    out = subprocess.run([sys.executable, "-m", "cryostar_engine", "doctor", *argv], cwd=ROOT,
-                         capture_output=True, text=True)
-    return out, time.perf_counter() - start
+def _doctor(*argv) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cryostar_engine", "doctor", *argv], cwd=ROOT,
+                          capture_output=True, text=True)
 
 
 def test_machine_report_json():
-    out, seconds = _doctor("--json")
+    out = _doctor("--json")
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     assert rep["schema"] == "cryostar-doctor/1" and rep["plan"] is None
@@ -46,7 +43,6 @@ def test_machine_report_json():
     from importlib import metadata
     registered = any(e.name == "cryostar_plugin" for e in metadata.entry_points(group="pyworkflow.plugin"))
     assert rep["scipion"]["plugin_registered"] == registered
-    assert seconds < 5.0 + 5.0       # under 5 s on the CPU, plus slack for a loaded test machine
 
 
 def test_planned_run_estimate_for_the_bundled_data(capsys):

@@ -19,7 +19,8 @@ from ..settings import (Q0_DEFAULT_TEXT, StageConfig, config_from_dict, hook_for
                         read_saved_config, read_settings_file, setting)
 
 __all__ = ["AtomConfig", "ESSENTIAL", "load_config_file", "read_run_config", "default_epochs",
-           "band_images", "bead_sigma", "MIN_BEAD_SIGMA_PX", "residue_bead_sigma", "resolve_bead_centre"]
+           "band_images", "bead_sigma", "MIN_BEAD_SIGMA_PX", "residue_bead_sigma", "resolve_bead_centre",
+           "resolve_rendering"]
 
 SCHEMA_VERSION = 2          # 2: "kind", low_pass_A may be None (auto)
 COMPILE_MODES = ("auto", "on", "off")
@@ -77,6 +78,14 @@ def bead_sigma(cfg, apix: float | None = None) -> float:
         return float(cfg.bead_sigma_A)
     sigma = BEAD_SIGMA_BY_CENTRE_A[cfg.bead_centre]
     return float(max(sigma, MIN_BEAD_SIGMA_PX * apix) if apix is not None else sigma)
+
+
+def resolve_rendering(cfg, beads, apix: float):
+    """``cfg`` with ``bead_centre`` (``auto`` resolved for the reference's ``beads``) and
+    ``bead_sigma_A`` (:func:`bead_sigma` at the working box's pixel ``apix``, Å) as a run
+    renders them: the one place a run, ``doctor`` and config.json take them from."""
+    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, beads))
+    return cfg.replace(bead_sigma_A=bead_sigma(cfg, apix))
 
 
 def residue_bead_sigma(cfg) -> float:
@@ -194,8 +203,11 @@ class AtomConfig(StageConfig):
                            choices=ENCODER_BANDS)
     # forward model
     bead_sigma_A: float | None = _s(None, "Gaussian width of each rendered point", unit="Å",
-                                    default_text="1 Å for groups and atoms, 2 Å for residue and "
-                                                 "backbone, at least 0.6 pixels of the working "
+                                    default_text=f"{BEAD_SIGMA_BY_CENTRE_A['groups']:g} Å for "
+                                                 f"groups and atoms, "
+                                                 f"{BEAD_SIGMA_BY_CENTRE_A['residue']:g} Å for "
+                                                 f"residue and backbone, at least "
+                                                 f"{MIN_BEAD_SIGMA_PX:g} pixels of the working "
                                                  "box", **_POSITIVE)
     bead_centre: str = _s("auto", "where each bead's density is rendered: auto (groups, or residue "
                                   "for a model of one atom per residue, e.g. a Cα trace), groups (one point per "

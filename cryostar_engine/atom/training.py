@@ -26,8 +26,8 @@ from ..train import (CompiledOrEager, DistContext, RowStream, RunScaffold, Skipp
                      init_distributed, list_checkpoints, lr_factor, make_optimizer, open_run,
                      read_json, resolve_device, seed_everything, shard, write_json)
 from .centres import scatterers
-from .config import (AtomConfig, band_images, bead_sigma, default_epochs, read_run_config,
-                     resolve_bead_centre)
+from .config import (AtomConfig, band_images, default_epochs, read_run_config,
+                     resolve_rendering)
 from .evaluate import REFERENCE_FILE, encode_all, save_z, write_preview
 from .forward import AtomForwardModel
 from ..lowpass import BandSchedule
@@ -51,6 +51,7 @@ INVOCATION_FIELDS = ("device", "stop_after_steps", "max_minutes", "debug_nan_at_
 
 @dataclass
 class _Parts:
+    cfg: AtomConfig                # the run's config with its band and rendering resolved
     inputs: AtomInputs
     model: AtomVAE
     setup: AtomStepSetup           # what a step needs; setup.net is the model or its DDP wrapper
@@ -93,13 +94,6 @@ def _amp_dtype(device: torch.device, precision: str) -> torch.dtype | None:
     return gpu_amp_dtype(precision, gpu_has_native_bf16(device))
 
 
-def _resolve_rendering(cfg: AtomConfig, beads, apix: float) -> AtomConfig:
-    """``bead_centre`` (``auto`` resolved for the reference's ``beads``) and ``bead_sigma_A`` as
-    the run renders them (``apix``: the working box's pixel, Å)."""
-    cfg = cfg.replace(bead_centre=resolve_bead_centre(cfg.bead_centre, beads))
-    return cfg.replace(bead_sigma_A=bead_sigma(cfg, apix))
-
-
 def band_schedule(cfg: AtomConfig, final_A: float) -> BandSchedule:
     """The run's loss-band schedule (coarse-to-fine with ``--low-pass-start``).  Before the
     run's length is resolved (``band_*_images`` None) only its start and final bands are
@@ -123,8 +117,8 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     ds, beads = inputs.dataset, inputs.reference.beads
     reference = torch.as_tensor(beads.coords_A, dtype=torch.float32)
     bands = band_schedule(cfg, inputs.low_pass_A)
-    cfg = _resolve_rendering(cfg, beads, ds.apix)
-    forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), bead_sigma(cfg),
+    cfg = resolve_rendering(cfg.replace(low_pass_A=inputs.low_pass_A), beads, ds.apix)
+    forward = AtomForwardModel(ds.box, ds.apix, torch.as_tensor(beads.amplitudes), cfg.bead_sigma_A,
                                bands.at(0), cfg.mask_radius, device,
                                centres=scatterers(cfg.bead_centre, beads, inputs.graph.continuity),
                                encoder_low_pass_A=_encoder_low_pass(cfg, bands))
@@ -145,7 +139,7 @@ def _build(cfg: AtomConfig, device: torch.device) -> _Parts:
     amp = _amp_dtype(device, cfg.precision)
     setup = AtomStepSetup(model, optimizer, forward, restraints, LossSettings.from_config(cfg), scale,
                           amp=amp, scaler=fp16_loss_scaler(device) if amp == torch.float16 else None)
-    return _Parts(inputs, model, setup, device, memory_note=memory_note)
+    return _Parts(cfg, inputs, model, setup, device, memory_note=memory_note)
 
 
 COMPILE_MIN_STEPS = 2000     # --compile auto: compile only runs that amortise its ~1 min
@@ -231,9 +225,7 @@ def train_atom(cfg: AtomConfig) -> dict:
             configure_cpu(cfg.threads)
         seed_everything(cfg.seed)
         p = _build(cfg, device)        # every input check happens before the run folder exists
-        # config.json records the resolved values
-        cfg = _resolve_rendering(cfg.replace(low_pass_A=p.inputs.low_pass_A),
-                                 p.inputs.reference.beads, p.inputs.dataset.apix)
+        cfg = p.cfg                    # config.json records the resolved values
         if cfg.epochs is None:
             cfg = cfg.replace(epochs=default_epochs(len(p.inputs.dataset)))
         hold, ramp = band_images(_total_steps(cfg, len(p.inputs.dataset)) * cfg.batch,
