@@ -44,6 +44,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass  # noqa: E402
@@ -239,12 +240,8 @@ def write_voxel_images(cfg: sim.SimConfig, atoms: sim.Atoms, parts: sim.Particle
     return out
 
 
-def main(argv: list[str]) -> None:
-    own, common = parse_args(argv)
-    cfg = sim.config_from_args(common)
-    out = common.out
-    out.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+def build_frames(own: argparse.Namespace) -> tuple[sim.Atoms, list[Hinge]]:
+    """Every frame's atoms ((98, N, 3) Å in ``coords``) and the hinges, from this script's options."""
     base = load_complex_atoms(own.structure)
     hinges = []
     for text in own.hinge:
@@ -255,9 +252,43 @@ def main(argv: list[str]) -> None:
     if overlap.max() > 1:
         raise SystemExit("--hinge: parts overlap; give disjoint selections")
     frames = hinge_frames(base.coords[0], hinges)
-    atoms = sim.Atoms(frames, base.names, base.resnames, base.resids, base.elements,
-                      base.atomic_numbers, base.chains, base.title)
-    motion = {"structure": str(own.structure), "n_atoms": int(len(base.names)),
+    return sim.Atoms(frames, base.names, base.resnames, base.resids, base.elements,
+                     base.atomic_numbers, base.chains, base.title), hinges
+
+
+def recorded_argv(command: str) -> list[str]:
+    """The argument list of a command line as ``settings.json`` records it (joined by spaces).
+
+    A ``--hinge`` selection holds spaces, so the line is cut before every `` --`` instead of at
+    every space: each piece is an option and (when it takes one) its whole value.  No value of
+    this script starts with ``--``.
+    """
+    argv = []
+    for piece in re.split(r"\s+(?=--)", command.strip())[1:]:
+        option, _, value = piece.partition(" ")
+        argv += [option] + ([value.strip()] if value.strip() else [])
+    return argv
+
+
+def reload_set(folder: Path) -> tuple[sim.SimConfig, sim.Atoms]:
+    """Settings and every frame's atoms of a set this script wrote, from its ``settings.json``.
+
+    Relative paths in the recorded command (``--structure``) are relative to the directory the
+    script ran in (the repository root for the commands of ``benchmarks/RESULTS.md``).
+    """
+    command = json.loads((Path(folder) / "settings.json").read_text())["command"]
+    own, common = parse_args(recorded_argv(command))
+    return sim.config_from_args(common), build_frames(own)[0]
+
+
+def main(argv: list[str]) -> None:
+    own, common = parse_args(argv)
+    cfg = sim.config_from_args(common)
+    out = common.out
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    atoms, hinges = build_frames(own)
+    motion = {"structure": str(own.structure), "n_atoms": int(len(atoms.names)),
               "reference_frame": REFERENCE_FRAME, "parts": []}
     for h in hinges:
         beads = bead_frames(atoms)[:, h.moving[atoms.names == bead_names(atoms.resnames)]]
@@ -267,7 +298,7 @@ def main(argv: list[str]) -> None:
             "n_atoms": int(h.moving.sum()), "chains": sorted(set(atoms.chains[h.moving])),
             "pivot_A": np.round(h.pivot, 3).tolist(), "axis": np.round(h.axis, 5).tolist(),
             "bead_shift_at_ends_A": {"mean": round(float(shift.mean()), 2), "max": round(float(shift.max()), 2)},
-            "closest_contact_A": round(closest_contact(frames, h.moving), 2)})
+            "closest_contact_A": round(closest_contact(atoms.coords, h.moving), 2)})
         print(f"part {h.selection!r}: {int(h.moving.sum())} atoms, beads move up to "
               f"{shift.max():.1f} Å (mean {shift.mean():.1f}) at the ends; closest contact "
               f"{motion['parts'][-1]['closest_contact_A']} Å")

@@ -105,3 +105,62 @@ def test_noise_calibration_catches_a_wrong_fourier_normalisation():
         check_calibration(unnormalised, len(noise), band_dof(masks))
     with pytest.raises(ValueError, match="noise calibration off"):   # σ = 1.1, claimed 1
         check_calibration(noise_calibration(fourier(1.1 * noise), masks), len(noise), band_dof(masks))
+
+
+def test_fit_scale_recovers_the_simulators_scale_from_a_few_particles():
+    """image − re-drawn noise regressed on the clean renders gives the scale the simulator used
+    (to float32 rounding); with noise that is not the particles' own it is visibly off."""
+    from benchmarks.oracle_ceiling import fit_scale
+
+    clean = path_frames()[:8]
+    noise = np.random.default_rng(3).standard_normal(clean.shape)
+    images = (0.2722 * clean + noise).astype(np.float32)
+    assert fit_scale(images, noise, clean) == pytest.approx(0.2722, rel=1e-6)
+    other = np.random.default_rng(4).standard_normal(clean.shape)
+    assert abs(fit_scale(images, other, clean) / 0.2722 - 1) > 1e-3
+
+
+def test_a_recorded_complex_command_is_read_back_with_its_hinge_selections():
+    """settings.json joins the command with spaces; the selections hold spaces, so reading it
+    back splits before each option, not at each space (a plain split loses the selections)."""
+    import json
+    from pathlib import Path
+
+    from benchmarks.simulate_complex import parse_args, recorded_argv
+
+    command = json.loads((Path(__file__).parent / "data/protein_rna/settings.json").read_text())["command"]
+    own, common = parse_args(recorded_argv(command))
+    assert own.hinge == ["chainID A C=30",
+                         "(chainID D and resid 582:594 649:653) or (chainID E and resid 754:759)=50"]
+    assert (common.n, common.box, common.apix, common.seed) == (320, 48, 2.4, 17)
+    with pytest.raises(SystemExit):     # the selections' words left over as stray arguments
+        parse_args(command.split()[1:])
+
+
+def test_two_render_outputs_are_joined_by_star_row_and_a_particle_twice_is_refused(tmp_path):
+    """score --also: rows and likelihoods of two render folders line up (each with its own
+    scale); the same particle rendered into both folders stops the score."""
+    import json
+
+    from benchmarks.oracle_ceiling import read_stats
+
+    rng = np.random.default_rng(0)
+
+    def write(folder, rows, scale):
+        folder.mkdir()
+        n = len(rows)
+        header = {"scale": scale, "noise_var": 1.0, "resolutions_A": [10.0, 0.0], "n_total": 50}
+        arrays = {"rows": np.asarray(rows), "yy": rng.random((n, 2)), "yc": rng.random((n, 3, 2)),
+                  "cc": rng.random((n, 3, 2)), "resid_band_sq": rng.random((n, 2))}
+        np.savez(folder / "oracle_stats.npz", header=np.array(json.dumps(header)), **arrays)
+        return arrays
+
+    a = write(tmp_path / "a", [0, 1, 2], 0.5)
+    b = write(tmp_path / "b", [10, 11], 0.25)
+    header, stats, ll = read_stats([tmp_path / "a", tmp_path / "b"])
+    assert stats["rows"].tolist() == [0, 1, 2, 10, 11]
+    assert np.allclose(ll[3:], log_likelihood(b["yy"], b["yc"], b["cc"], 0.25))
+    assert np.allclose(ll[:3], log_likelihood(a["yy"], a["yc"], a["cc"], 0.5))
+    write(tmp_path / "c", [2, 3], 0.5)
+    with pytest.raises(SystemExit, match="twice"):
+        read_stats([tmp_path / "a", tmp_path / "c"])
