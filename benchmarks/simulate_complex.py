@@ -266,7 +266,7 @@ def recorded_argv(command: str) -> list[str]:
     argv = []
     for piece in re.split(r"\s+(?=--)", command.strip())[1:]:
         option, _, value = piece.partition(" ")
-        argv += [option] + ([value.strip()] if value.strip() else [])
+        argv += [option, value.strip()] if value.strip() else [option]
     return argv
 
 

@@ -47,7 +47,8 @@ def _parseArgs(argv):
     p = argparse.ArgumentParser(prog="python -m cryostar_plugin.demo", description=__doc__.split("\n")[0])
     p.add_argument("--out", default="demo_output", help="folder for the project (default demo_output)")
     p.add_argument("--epochs", type=float, default=None,
-                   help="atom-generator epochs (default: the engine's, 175,000 images here)")
+                   help="atom-generator epochs (default: the engine's default length; "
+                        "cryostar-engine train-atom --help states it)")
     p.add_argument("--density-epochs", type=int, default=4, help="density-generator epochs (default 4)")
     p.add_argument("--density-width", type=int, default=256,
                    help="density network width (default 256; 1024 is the method's, for GPUs)")
